@@ -13,6 +13,10 @@
 #include "cp_core.h"
 
 #define CP_MAX_ARMS 16 /* candidate arms one rule may list */
+/* Bound on the compiled form: total (interval, rule) links over all collectives. Many nested,
+ * overlapping rules with distinct numPipeOps filters grow quadratically; compile fails with
+ * CP_ERR_LIMIT instead of allocating without bound. */
+#define CP_TABLE_MAX_LINKS ((size_t)4u << 20)
 
 typedef struct {
   int coll;               /* CP_COLL_* */
@@ -44,6 +48,11 @@ cp_result cp_table_compile(const cp_rule* rules, size_t n_rules, int n_nodes, in
  * safe to call concurrently on the same table. */
 const cp_rule* cp_table_lookup(const cp_table* table, int coll, uint64_t n_bytes,
                                int num_pipe_ops);
+
+/* Same lookup, also reporting the rule's position in the list given to compile. Returns 1 and
+ * fills *hit (may be NULL) on a match, 0 otherwise. */
+int cp_table_lookup_hit(const cp_table* table, int coll, uint64_t n_bytes, int num_pipe_ops,
+                        cp_table_hit* hit);
 
 /* The arm a rule yields for the call_index-th call of a key: a pure function of (rule,
  * call_index), identical on every rank. */
