@@ -50,7 +50,7 @@ static void offset_line(const char* path, size_t actual, size_t expected) {
   OFF(T, recordEventState, 32);  \
   OFF(T, finalize, 40)
 
-/* Descriptor header: `type` is 1 byte (v1-v4) or 8 bytes (v5+), padded to the pointer either way. */
+/* Descriptor header: `type` is 1 byte (v1-v4) or 8 bytes (v5+), padded to the pointer anyway. */
 #define DESCR_HEADER(T, size)  \
   SIZE(T, size);               \
   OFF(T, type, 0);             \
