@@ -1,7 +1,7 @@
 /*
  * Table file parser. The format is a strict superset of NCCL's example-tuner CSV:
  *   collective,min_bytes,max_bytes,algorithm,protocol,channels,nNodes,nRanks[,numPipeOps[,regBuff[,chunkBytes]]]
- * See README.md ("Table files") for the full rules. Any problem rejects the whole file.
+ * See docs/table-format.md for the full rules. Any problem rejects the whole file.
  */
 #ifndef CCLPILOT_CP_TABLEFILE_H
 #define CCLPILOT_CP_TABLEFILE_H
