@@ -8,6 +8,7 @@
  * cffi declarations to the same layout:
  *   SIZE <type> <bytes>
  *   OFFSET <type>.<member path> <bytes>
+ *   CONST <enumerator> <value>
  * Exit status is non-zero when any value differs from the expected one.
  */
 #include <stddef.h>
@@ -30,8 +31,14 @@ static void offset_line(const char* path, size_t actual, size_t expected) {
   CHECK(actual == expected, "offsetof(%s) = %zu, the ABI needs %zu", path, actual, expected);
 }
 
+static void const_line(const char* name, long long actual, long long expected) {
+  printf("CONST %s %lld\n", name, actual);
+  CHECK(actual == expected, "%s = %lld, the ABI needs %lld", name, actual, expected);
+}
+
 #define SIZE(T, n) size_line(#T, sizeof(T), (n))
 #define OFF(T, path, n) offset_line(#T "." #path, offsetof(T, path), (n))
+#define CONST(name, n) const_line(#name, (long long)(name), (n))
 
 /* Member lists shared by several function tables. */
 #define TUNER_TABLE(T, last)   \
@@ -293,23 +300,141 @@ static void check_profiler_v4_to_v6(void) {
   SIZE(ncclProfilerCeCollBatchDescr_v6_t, 24);
 }
 
-/* Values that cross the ABI as plain numbers. */
+/* Values that cross the ABI as plain numbers, each as the reference numbers it. */
 static void check_constants(void) {
   SIZE(ncclProfilerEventState_t, 4);
   SIZE(ncclResult_t, 4);
   SIZE(ncclFunc_t, 4);
-  CHECK_INT_EQ(ncclProfileColl, 1 << 1);
-  CHECK_INT_EQ(ncclProfileKernelCh, 1 << 6);
-  CHECK_INT_EQ(ncclProfileCeBatch, 1 << 14);
-  CHECK_INT_EQ(ncclProfilerProxyCtrlAppendEnd, 18);
-  CHECK_INT_EQ(ncclProfilerKernelChStop, 22);
-  CHECK_INT_EQ(ncclProfilerGroupEndApiStart, 24);
-  CHECK_INT_EQ(ncclProfilerCeBatchComplete, 30);
-  CHECK_INT_EQ(ncclTimeout, 8);
-  CHECK_INT_EQ(ncclFuncAllReduce, 4);
-  CHECK_INT_EQ(ncclFuncWaitSignal, 14);
-  CHECK_INT_EQ(NCCL_TUNING, 0x40);
-  CHECK_INT_EQ(NCCL_PROFILE, 0x4000);
+  SIZE(ncclDataType_t, 4);
+  CONST(ncclSuccess, 0);
+  CONST(ncclUnhandledCudaError, 1);
+  CONST(ncclSystemError, 2);
+  CONST(ncclInternalError, 3);
+  CONST(ncclInvalidArgument, 4);
+  CONST(ncclInvalidUsage, 5);
+  CONST(ncclRemoteError, 6);
+  CONST(ncclInProgress, 7);
+  CONST(ncclTimeout, 8);
+  CONST(ncclNumResults, 9);
+  CONST(ncclFuncBroadcast, 0);
+  CONST(ncclFuncReduce, 1);
+  CONST(ncclFuncAllGather, 2);
+  CONST(ncclFuncReduceScatter, 3);
+  CONST(ncclFuncAllReduce, 4);
+  CONST(ncclFuncSendRecv, 5);
+  CONST(ncclFuncSend, 6);
+  CONST(ncclFuncRecv, 7);
+  CONST(ncclFuncAlltoAll, 8);
+  CONST(ncclFuncScatter, 9);
+  CONST(ncclFuncGather, 10);
+  CONST(ncclFuncAllGatherV, 11);
+  CONST(ncclFuncPutSignal, 12);
+  CONST(ncclFuncSignal, 13);
+  CONST(ncclFuncWaitSignal, 14);
+  CONST(ncclNumFuncs, 15);
+  CONST(NCCL_NUM_FUNCTIONS, 5);
+  CONST(ncclInt8, 0);
+  CONST(ncclUint8, 1);
+  CONST(ncclInt32, 2);
+  CONST(ncclUint32, 3);
+  CONST(ncclInt64, 4);
+  CONST(ncclUint64, 5);
+  CONST(ncclFloat16, 6);
+  CONST(ncclFloat32, 7);
+  CONST(ncclFloat64, 8);
+  CONST(ncclBfloat16, 9);
+  CONST(ncclFloat8e4m3, 10);
+  CONST(ncclFloat8e5m2, 11);
+  CONST(NCCL_LOG_NONE, 0);
+  CONST(NCCL_LOG_VERSION, 1);
+  CONST(NCCL_LOG_WARN, 2);
+  CONST(NCCL_LOG_INFO, 3);
+  CONST(NCCL_LOG_ABORT, 4);
+  CONST(NCCL_LOG_TRACE, 5);
+  CONST(NCCL_INIT, 0x1);
+  CONST(NCCL_COLL, 0x2);
+  CONST(NCCL_P2P, 0x4);
+  CONST(NCCL_SHM, 0x8);
+  CONST(NCCL_NET, 0x10);
+  CONST(NCCL_GRAPH, 0x20);
+  CONST(NCCL_TUNING, 0x40);
+  CONST(NCCL_ENV, 0x80);
+  CONST(NCCL_ALLOC, 0x100);
+  CONST(NCCL_CALL, 0x200);
+  CONST(NCCL_PROXY, 0x400);
+  CONST(NCCL_NVLS, 0x800);
+  CONST(NCCL_BOOTSTRAP, 0x1000);
+  CONST(NCCL_REG, 0x2000);
+  CONST(NCCL_PROFILE, 0x4000);
+  CONST(NCCL_RAS, 0x8000);
+  CONST(NCCL_DESTROY, 0x10000);
+  CONST(NCCL_ALLOC_HOST, 0x20000);
+  CONST(ncclProfileGroup, 1);
+  CONST(ncclProfileColl, 2);
+  CONST(ncclProfileP2p, 4);
+  CONST(ncclProfileProxyOp, 8);
+  CONST(ncclProfileProxyStep, 16);
+  CONST(ncclProfileProxyCtrl, 32);
+  CONST(ncclProfileKernelCh, 64);
+  CONST(ncclProfileNetPlugin, 128);
+  CONST(ncclProfileGroupApi, 256);
+  CONST(ncclProfileCollApi, 512);
+  CONST(ncclProfileP2pApi, 1024);
+  CONST(ncclProfileKernelLaunch, 2048);
+  CONST(ncclProfileCeColl, 4096);
+  CONST(ncclProfileCeSync, 8192);
+  CONST(ncclProfileCeBatch, 16384);
+  CONST(ncclProfilerProxyOpSendPosted, 0);
+  CONST(ncclProfilerProxyOpSendRemFifoWait, 1);
+  CONST(ncclProfilerProxyOpSendTransmitted, 2);
+  CONST(ncclProfilerProxyOpSendDone, 3);
+  CONST(ncclProfilerProxyOpRecvPosted, 4);
+  CONST(ncclProfilerProxyOpRecvReceived, 5);
+  CONST(ncclProfilerProxyOpRecvTransmitted, 6);
+  CONST(ncclProfilerProxyOpRecvDone, 7);
+  CONST(ncclProfilerProxyStepSendGPUWait, 8);
+  CONST(ncclProfilerProxyStepSendWait, 9);
+  CONST(ncclProfilerProxyStepRecvWait, 10);
+  CONST(ncclProfilerProxyStepRecvFlushWait, 11);
+  CONST(ncclProfilerProxyStepRecvGPUWait, 12);
+  CONST(ncclProfilerProxyCtrlIdle, 13);
+  CONST(ncclProfilerProxyCtrlActive, 14);
+  CONST(ncclProfilerProxyCtrlSleep, 15);
+  CONST(ncclProfilerProxyCtrlWakeup, 16);
+  CONST(ncclProfilerProxyCtrlAppend, 17);
+  CONST(ncclProfilerProxyCtrlAppendEnd, 18);
+  CONST(ncclProfilerProxyOpInProgress_v4, 19);
+  CONST(ncclProfilerProxyStepSendPeerWait_v4, 20);
+  CONST(ncclProfilerNetPluginUpdate, 21);
+  CONST(ncclProfilerKernelChStop, 22);
+  CONST(ncclProfilerGroupStartApiStop, 23);
+  CONST(ncclProfilerGroupEndApiStart, 24);
+  CONST(ncclProfilerCeCollStart, 25);
+  CONST(ncclProfilerCeCollComplete, 26);
+  CONST(ncclProfilerCeSyncStart, 27);
+  CONST(ncclProfilerCeSyncComplete, 28);
+  CONST(ncclProfilerCeBatchStart, 29);
+  CONST(ncclProfilerCeBatchComplete, 30);
+  CONST(NCCL_ALGO_TREE, 0);
+  CONST(NCCL_ALGO_RING, 1);
+  CONST(NCCL_ALGO_COLLNET_DIRECT, 2);
+  CONST(NCCL_ALGO_COLLNET_CHAIN, 3);
+  CONST(NCCL_ALGO_NVLS, 4);
+  CONST(NCCL_ALGO_NVLS_TREE, 5);
+  CONST(NCCL_ALGO_PAT, 6);
+  CONST(NCCL_NUM_ALGORITHMS, 7);
+  CONST(NCCL_PROTO_LL, 0);
+  CONST(NCCL_PROTO_LL128, 1);
+  CONST(NCCL_PROTO_SIMPLE, 2);
+  CONST(NCCL_NUM_PROTOCOLS, 3);
+  CONST(NCCL_HW_NET, 2);
+  CONST(NCCL_NUM_HW_LINKS, 3);
+  CONST(NCCL_BLACKWELL_COMPCAP_IDX, 3);
+  CONST(NCCL_NUM_COMPCAPS, 4);
+  CONST(NCCL_TUNING_SCALE_4NODES, 2);
+  CONST(NCCL_NUM_TUNING_SCALES, 3);
+  CONST(NCCL_PROFILER_NET_TYPE_IB, 0x10000);
+  CONST(NCCL_PROFILER_NET_TYPE_SOCK, 0x20000);
   CHECK(NCCL_ALGO_PROTO_IGNORE == -1.0f, "NCCL_ALGO_PROTO_IGNORE must be -1.0");
   /* The core compares cost entries against its own IGNORE constant. */
   CHECK(CP_COST_IGNORE == NCCL_ALGO_PROTO_IGNORE, "CP_COST_IGNORE differs from NCCL's IGNORE");
