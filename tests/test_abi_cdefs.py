@@ -41,7 +41,8 @@ class LayoutReport:
 
 def _fresh_binary() -> Path | None:
     newest_input = max(p.stat().st_mtime for p in LAYOUT_INPUTS)
-    candidates = [p for p in REPO.glob("build*/test_abi_layout") if p.is_file() and os.access(p, os.X_OK)]
+    candidates = [p for p in REPO.glob("build*/test_abi_layout")
+                  if p.is_file() and os.access(p, os.X_OK)]
     fresh = [p for p in candidates if p.stat().st_mtime >= newest_input]
     return max(fresh, key=lambda p: p.stat().st_mtime) if fresh else None
 
@@ -100,7 +101,8 @@ def _offset_path(path: str) -> tuple[str, list[str | int]]:
 
 
 def test_sizes_match_c(report: LayoutReport, ffi: cffi.FFI) -> None:
-    wrong = {name: (ffi.sizeof(name), c) for name, c in report.sizes.items() if ffi.sizeof(name) != c}
+    wrong = {name: (ffi.sizeof(name), c) for name, c in report.sizes.items()
+             if ffi.sizeof(name) != c}
     assert not wrong, f"cffi sizeof differs from C (name: (cffi, C)): {wrong}"
 
 
@@ -174,7 +176,8 @@ def test_event_types_by_version() -> None:
 def test_exported_objects_through_cffi(ffi: cffi.FFI) -> None:
     libs = sorted(REPO.glob("build*/libnccl-tuner-cclpilot.so"), key=lambda p: p.stat().st_mtime)
     if not libs:
-        pytest.skip("no build*/libnccl-tuner-cclpilot.so: build the CMake target nccl-tuner-cclpilot")
+        pytest.skip("no build*/libnccl-tuner-cclpilot.so: "
+                    "build the CMake target nccl-tuner-cclpilot")
     lib = ffi.dlopen(str(libs[-1]))
     for v in abi.TUNER_VERSIONS:
         t = ffi.addressof(lib, abi.tuner_symbol(v))

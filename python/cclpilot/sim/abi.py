@@ -236,7 +236,8 @@ def c_constants() -> dict[str, int]:
 def tuner_symbol(version: int) -> str:
     """Name of the exported object NCCL looks up for a tuner ABI version."""
     if version not in TUNER_VERSIONS:
-        raise ConfigError(f"tuner ABI version {version} is not supported; use one of {TUNER_VERSIONS}")
+        raise ConfigError(
+            f"tuner ABI version {version} is not supported; use one of {TUNER_VERSIONS}")
     return f"ncclTunerPlugin_v{version}"
 
 
