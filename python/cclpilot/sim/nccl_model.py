@@ -614,6 +614,7 @@ class NcclModel:
         per_ch = -(-n_cells // want)
         n_ch = -(-n_cells // per_ch)
         lo_bytes = min(per_ch * cell, data_bytes)
+        parts: tuple[tuple[int, int], ...]
         if n_ch == 1:
             parts = ((1, data_bytes),)
         else:
