@@ -3,7 +3,8 @@
  *
  * This is the only interface the per-ABI export shims (shim_tuner_vN.c, shim_profiler_vN.c) call.
  * It knows nothing about NCCL ABI versions: shims translate each version's arguments into these
- * calls and translate cp_result into ncclResult_t. Numbering of collectives, algorithms and
+ * calls; they always hand NCCL ncclSuccess (a tuner error would fail the collective or the
+ * communicator), so cp_result values stop at the shim and are only logged. Numbering of collectives, algorithms and
  * protocols equals NCCL's (a fact of the ABI); shims assert that at compile time.
  *
  * Threading: every function here may be called concurrently for different contexts. Calls on one
