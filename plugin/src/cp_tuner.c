@@ -213,7 +213,10 @@ void cp_tuner_get_coll_info(cp_tuner_comm* ctx, const cp_coll_query* q, float* c
       cost_table[a * num_proto + p] = 0.0f;
     }
   }
-  if (n_channels && arm.n_channels >= 1 && arm.n_channels <= CP_MAX_CHANNELS)
+  /* Without a cost table (tuner v2) nothing says whether NCCL will honour the arm, and a channel
+   * hint meant for one arm must not land on another: v2 decisions carry algorithm and protocol
+   * only. */
+  if (cost_table && n_channels && arm.n_channels >= 1 && arm.n_channels <= CP_MAX_CHANNELS)
     *n_channels = arm.n_channels;
   if (arm.chunk_size && a >= 0 && p >= 0) {
     cp_recent_chunk* slot = &ctx->recent[ctx->recent_next++ % CP_RECENT_CHUNKS];
