@@ -183,18 +183,18 @@ class JobSpec:
 
 def make_truth(spec: TruthSpec, seed: int) -> PerformanceModel:
     """A fresh ground-truth model for one communicator instance."""
-    if spec.profile is not None:
-        from . import profiles  # loaded lazily: only profile runs need it
-
-        loader: Any = getattr(profiles, "load_profile", None)
-        if loader is None:
-            raise ConfigError("this build's cclpilot.sim.profiles has no load_profile(); "
-                              "measured profiles are not available")
-        model: PerformanceModel = loader(spec.profile, seed=seed)
-        return model
     from .clusters import cluster
 
-    return cluster(spec.cluster).truth(seed=seed)
+    preset = cluster(spec.cluster)
+    if spec.profile is not None:
+        # The cluster preset still gives NCCL's view (topology) and the noise; the measurements
+        # replace the preset's physics.
+        from .profiles import load_profile
+
+        t = preset.topology
+        return load_profile([spec.profile], noise=preset.noise, seed=seed, ranks=t.n_ranks,
+                            nodes=t.n_nodes)
+    return preset.truth(seed=seed)
 
 
 def validate_job(spec: JobSpec) -> None:
