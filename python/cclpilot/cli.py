@@ -12,6 +12,7 @@ from . import __version__
 from .errors import CclpilotError, ConfigError
 from .paths import plugin_library
 from .settings import registry
+from .sim import cli as sim_cli
 
 
 def _cmd_env(args: argparse.Namespace) -> int:
@@ -62,12 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("settings", help="list every CCLPILOT_* setting")
     st.set_defaults(func=_cmd_settings)
 
-    try:
-        from .sim import cli as sim_cli
-    except ImportError:  # the simulator CLI is optional while it is being built
-        sim_cli = None  # type: ignore[assignment]
-    if sim_cli is not None:
-        sim_cli.register(sub)
+    sim_cli.register(sub)
     return parser
 
 
