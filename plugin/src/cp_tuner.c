@@ -26,7 +26,11 @@ typedef struct {
   uint64_t calls;
 } cp_key_slot;
 
+/* One getCollInfo call as getChunkSize needs it: the arm NCCL will run and the chunk size the
+ * decision asked for (0 = NCCL's). Calls without a chunk are recorded too, so that a chunk decided
+ * for an earlier collective cannot be applied to a later one that nothing decided. */
 typedef struct {
+  int used;
   int coll, algo, proto;
   uint64_t n_bytes;
   uint32_t chunk_size;
@@ -177,16 +181,27 @@ static void cp_fill_open_dimension(const float* table, int num_algo, int num_pro
   *p = best_p;
 }
 
-void cp_tuner_get_coll_info(cp_tuner_comm* ctx, const cp_coll_query* q, float* cost_table,
-                            int num_algo, int num_proto, int* n_channels, cp_arm* chosen) {
-  if (chosen) *chosen = (cp_arm){.algo = -1, .proto = -1, .n_channels = 0, .chunk_size = 0};
-  if (!ctx || !q) return;
-  ctx->calls++;
-  if (!ctx->decisions_allowed) return;
+/* Records which arm NCCL will run for this call (its own rule: the first strictly smallest entry
+ * >= 0, algo-major, after our edit) and the chunk size decided for it. Until the first chunk
+ * decision nothing can leak, so ordinary tables pay nothing here. */
+static void cp_note_call(cp_tuner_comm* ctx, const cp_coll_query* q, const float* cost_table,
+                         int num_algo, int num_proto, uint32_t chunk_size) {
+  if (!cost_table || num_algo <= 0 || num_proto <= 0 || num_algo > 64 || num_proto > 64) return;
+  if (chunk_size == 0 && ctx->recent_next == 0) return;
+  int a = -1, p = -1;
+  cp_fill_open_dimension(cost_table, num_algo, num_proto, &a, &p);
+  if (a < 0) return;
+  cp_recent_chunk* slot = &ctx->recent[ctx->recent_next++ % CP_RECENT_CHUNKS];
+  *slot = (cp_recent_chunk){1, q->coll, a, p, q->n_bytes, chunk_size};
+}
+
+/* The decision itself; returns the chunk size it asks for (0 = keep NCCL's). */
+static uint32_t cp_decide(cp_tuner_comm* ctx, const cp_coll_query* q, float* cost_table,
+                          int num_algo, int num_proto, int* n_channels, cp_arm* chosen) {
   const cp_table* table = atomic_load_explicit(&ctx->table, memory_order_acquire);
-  if (!table) return;
+  if (!table) return 0;
   const cp_rule* rule = cp_table_lookup(table, q->coll, q->n_bytes, q->num_pipe_ops);
-  if (!rule) return;
+  if (!rule) return 0;
 
   uint64_t index = rule->n_arms > 1 ? cp_key_next_call(ctx, q->coll, q->n_bytes, q->num_pipe_ops)
                                     : 0;
@@ -194,7 +209,7 @@ void cp_tuner_get_coll_info(cp_tuner_comm* ctx, const cp_coll_query* q, float* c
   int a = arm.algo, p = arm.proto;
 
   if (cost_table) {
-    if (num_algo <= 0 || num_proto <= 0 || num_algo > 64 || num_proto > 64) return;
+    if (num_algo <= 0 || num_proto <= 0 || num_algo > 64 || num_proto > 64) return 0;
     if (a >= 0 || p >= 0) {
       int want_a = a, want_p = p;
       if (a < 0 || p < 0) cp_fill_open_dimension(cost_table, num_algo, num_proto, &a, &p);
@@ -208,7 +223,7 @@ void cp_tuner_get_coll_info(cp_tuner_comm* ctx, const cp_coll_query* q, float* c
                            rule->source_line, want_a >= 0 ? cp_algo_name(want_a) : "any",
                            want_p >= 0 ? cp_proto_name(want_p) : "any", cp_coll_name(q->coll),
                            (unsigned long long)q->n_bytes);
-        return;
+        return 0;
       }
       cost_table[a * num_proto + p] = 0.0f;
     }
@@ -218,16 +233,23 @@ void cp_tuner_get_coll_info(cp_tuner_comm* ctx, const cp_coll_query* q, float* c
    * only. */
   if (cost_table && n_channels && arm.n_channels >= 1 && arm.n_channels <= CP_MAX_CHANNELS)
     *n_channels = arm.n_channels;
-  if (arm.chunk_size && a >= 0 && p >= 0) {
-    cp_recent_chunk* slot = &ctx->recent[ctx->recent_next++ % CP_RECENT_CHUNKS];
-    *slot = (cp_recent_chunk){q->coll, a, p, q->n_bytes, arm.chunk_size};
-  }
   atomic_fetch_add_explicit(&ctx->decided, 1, memory_order_relaxed);
   if (chosen) {
     arm.algo = (int8_t)a;
     arm.proto = (int8_t)p;
     *chosen = arm;
   }
+  return a >= 0 && p >= 0 ? arm.chunk_size : 0;
+}
+
+void cp_tuner_get_coll_info(cp_tuner_comm* ctx, const cp_coll_query* q, float* cost_table,
+                            int num_algo, int num_proto, int* n_channels, cp_arm* chosen) {
+  if (chosen) *chosen = (cp_arm){.algo = -1, .proto = -1, .n_channels = 0, .chunk_size = 0};
+  if (!ctx || !q) return;
+  ctx->calls++;
+  if (!ctx->decisions_allowed) return;
+  uint32_t chunk = cp_decide(ctx, q, cost_table, num_algo, num_proto, n_channels, chosen);
+  cp_note_call(ctx, q, cost_table, num_algo, num_proto, chunk);
 }
 
 void cp_tuner_get_chunk_size(cp_tuner_comm* ctx, int coll, size_t n_bytes, int algo, int proto,
@@ -241,8 +263,9 @@ void cp_tuner_get_chunk_size(cp_tuner_comm* ctx, int coll, size_t n_bytes, int a
    * rank sees the same call sequence, so every rank finds the same decision. */
   for (unsigned i = 0; i < CP_RECENT_CHUNKS; i++) {
     const cp_recent_chunk* r = &ctx->recent[(ctx->recent_next - 1 - i) % CP_RECENT_CHUNKS];
-    if (r->chunk_size == 0) break;
+    if (!r->used) break;
     if (r->coll == coll && r->algo == algo && r->proto == proto && n_bytes <= r->n_bytes) {
+      if (r->chunk_size == 0) return; /* that call's decision keeps NCCL's chunk */
       size_t chunk = (r->chunk_size / grain) * grain;
       *chunk_size = chunk < grain ? grain : chunk;
       return;
