@@ -531,6 +531,7 @@ class SimComm:
         t = self.topology
         self._tuner_ctx = ffi.new("void **")
         self._profiler_ctx = ffi.new("void **")
+        self._event_scratch: tuple[Any, Any, Any, Any, Any] | None = None
         self.tuner_active = False
         self.profiler_active = False
         self.constants = DEFAULT_CONSTANTS
@@ -663,15 +664,13 @@ class SimComm:
         default_table = table_before if model.constants == base.constants else base.cost_table(
             coll, n_bytes, num_pipe_ops)
         default = select_or_raise(default_table, coll, n_bytes, model.user_restricted)
-        table = ffi.new("float[]", NUM_ALGOS * NUM_PROTOS)
-        for i, val in enumerate(table_before):
-            table[i] = val
+        table = ffi.new("float[]", table_before)
         n_ch = ffi.new("int *", 0)
         tuner_called = False
         if self.tuner_active:
             tuner_called = True
             self._call_get_coll_info(coll, n_bytes, num_pipe_ops, reg_buff, table, n_ch)
-        table_after = tuple(float(table[i]) for i in range(NUM_ALGOS * NUM_PROTOS))
+        table_after = tuple(ffi.unpack(table, NUM_ALGOS * NUM_PROTOS))
         self._check_table(coll, n_bytes, table_before, table_after)
         algo, proto = select_or_raise(table_after, coll, n_bytes, model.user_restricted)
 
@@ -810,7 +809,15 @@ class SimComm:
         p, ctx = sim._profiler, self._profiler_ctx[0]
         collnet = algo in (Algo.COLLNET_DIRECT, Algo.COLLNET_CHAIN)
         reported_ch = 0 if collnet else sched.n_channels
-        d = ffi.new(f"ncclProfilerEventDescr_v{v}_t *")
+        # NCCL's descriptors are temporaries the plugin must copy from, so one set per
+        # communicator is reused for every event: allocating per event dominated large runs.
+        scratch = self._event_scratch
+        if scratch is None:
+            scratch = self._event_scratch = (
+                ffi.new(f"ncclProfilerEventDescr_v{v}_t *"), ffi.new("void **"),
+                ffi.new(f"ncclProfilerEventDescr_v{v}_t *"), ffi.new("void **"),
+                ffi.new(f"ncclProfilerEventStateArgs_v{v}_t *") if v >= 4 else None)
+        d, handle, kd, kh, args = scratch
         d.type = PROFILE_COLL
         d.parentObj = ffi.NULL
         d.rank = self.rank
@@ -840,33 +847,39 @@ class SimComm:
                 c.nMaxChannels = reported_ch
             else:
                 c.nChannels = reported_ch
-        handle = ffi.new("void **")
+        handle[0] = ffi.NULL
         self._profiler_rc(p.startEvent(ctx, handle, d), "startEvent(Coll)")
         coll_h = handle[0]
         if coll_h != ffi.NULL:
             self._profiler_rc(p.stopEvent(coll_h), "stopEvent(Coll)")
         kch = 0
         if want_kch:
+            start_event, record_state, stop_event = p.startEvent, p.recordEventState, p.stopEvent
+            null = ffi.NULL
+            kd.type = PROFILE_KERNEL_CH
+            kd.parentObj = coll_h
+            kd.rank = 0  # NCCL leaves it unfilled (§4.6)
+            kernel = kd.kernelCh
+            if v >= 4:
+                kernel.pTimer = start_ns
             for ch in range(sched.n_channels):
-                kd = ffi.new(f"ncclProfilerEventDescr_v{v}_t *")
-                kd.type = PROFILE_KERNEL_CH
-                kd.parentObj = coll_h
-                kd.rank = 0  # NCCL leaves it unfilled (§4.6)
-                kd.kernelCh.channelId = ch
-                stop = start_ns + int(round(durations[ch] * 1000.0))
-                if v >= 4:
-                    kd.kernelCh.pTimer = start_ns
-                kh = ffi.new("void **")
-                self._profiler_rc(p.startEvent(ctx, kh, kd), "startEvent(KernelCh)")
+                kernel.channelId = ch
+                kh[0] = null
+                rc = start_event(ctx, kh, kd)
+                if rc != 0:
+                    self._profiler_rc(rc, "startEvent(KernelCh)")
                 kch += 1
-                if kh[0] == ffi.NULL:
+                kernel_handle = kh[0]
+                if kernel_handle == null:
                     continue
-                if v >= 4:
-                    args = ffi.new(f"ncclProfilerEventStateArgs_v{v}_t *")
-                    args.kernelCh.pTimer = stop
-                    self._profiler_rc(p.recordEventState(kh[0], PROFILER_KERNEL_CH_STOP, args),
-                                      "recordEventState(KernelChStop)")
-                self._profiler_rc(p.stopEvent(kh[0]), "stopEvent(KernelCh)")
+                if args is not None:
+                    args.kernelCh.pTimer = start_ns + int(round(durations[ch] * 1000.0))
+                    rc = record_state(kernel_handle, PROFILER_KERNEL_CH_STOP, args)
+                    if rc != 0:
+                        self._profiler_rc(rc, "recordEventState(KernelChStop)")
+                rc = stop_event(kernel_handle)
+                if rc != 0:
+                    self._profiler_rc(rc, "stopEvent(KernelCh)")
         return True, kch
 
     def _profiler_rc(self, rc: int, what: str) -> None:

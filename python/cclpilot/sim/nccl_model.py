@@ -303,6 +303,8 @@ class NcclModel:
         self.proto_enable = parse_enable_list(self.env_proto, "proto")
         self.user_restricted = self.env_algo is not None or self.env_proto is not None
         self.cc_idx = compcap_index(t.comp_cap)
+        # Workloads repeat the same keys every step; the model is fixed once built.
+        self._cost_cache: dict[tuple[int, int, int], tuple[float, ...]] = {}
         self.bandwidths = [[[0.0] * NUM_PROTOS for _ in range(NUM_ALGOS)] for _ in range(NUM_FUNCTIONS)]
         self.latencies = [[[0.0] * NUM_PROTOS for _ in range(NUM_ALGOS)] for _ in range(NUM_FUNCTIONS)]
         self.max_threads = [[self._max_threads(a, p) for p in range(NUM_PROTOS)] for a in range(NUM_ALGOS)]
@@ -527,8 +529,15 @@ class NcclModel:
             table = [IGNORE] * (NUM_ALGOS * NUM_PROTOS)
             table[Algo.RING * NUM_PROTOS + Proto.SIMPLE] = 0.0
             return table
-        return [to_float32(self.algo_time(coll, Algo(a), Proto(p), n_bytes, num_pipe_ops))
-                for a in range(NUM_ALGOS) for p in range(NUM_PROTOS)]
+        key = (int(coll), n_bytes, num_pipe_ops)
+        cached = self._cost_cache.get(key)
+        if cached is None:
+            if len(self._cost_cache) >= 65536:
+                self._cost_cache.clear()
+            cached = tuple(to_float32(self.algo_time(coll, Algo(a), Proto(p), n_bytes, num_pipe_ops))
+                           for a in range(NUM_ALGOS) for p in range(NUM_PROTOS))
+            self._cost_cache[key] = cached
+        return list(cached)
 
     # --- channels and threads (§3.5, §5.6) ------------------------------------------------------
 
