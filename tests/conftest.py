@@ -43,9 +43,14 @@ def plugin_library() -> Path:
 def tmp_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A working directory and HOME under tmp_path, with every NCCL_* and CCLPILOT_* variable
     removed, so no setting leaks in from the developer's shell or from another test."""
+    saved = dict(os.environ)
     for name in list(os.environ):
         if name.startswith(("NCCL_", "CCLPILOT_")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     yield tmp_path
+    # Tests may set variables directly (the plugin reads them with getenv); none may leak into the
+    # next test, or into the worker processes a later test spawns.
+    os.environ.clear()
+    os.environ.update(saved)
