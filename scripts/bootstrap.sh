@@ -9,6 +9,10 @@ command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+# The plugin's live mode talks ZeroMQ with msgpack; clang builds the protocol fuzzer.
+pkg-config --exists libzmq 2>/dev/null || need+=(libzmq3-dev)
+pkg-config --exists msgpack 2>/dev/null || pkg-config --exists msgpack-c 2>/dev/null || need+=(libmsgpack-dev)
+command -v clang >/dev/null 2>&1 || need+=(clang)
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "cclpilot bootstrap: installing ${need[*]}" >&2
