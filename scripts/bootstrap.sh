@@ -13,6 +13,14 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 pkg-config --exists libzmq 2>/dev/null || need+=(libzmq3-dev)
 pkg-config --exists msgpack 2>/dev/null || pkg-config --exists msgpack-c 2>/dev/null || need+=(libmsgpack-dev)
 command -v clang >/dev/null 2>&1 || need+=(clang)
+if command -v clang >/dev/null 2>&1; then
+  probe=$(mktemp -d)
+  echo 'int LLVMFuzzerTestOneInput(const char* d, unsigned long n) { return 0; }' >"$probe/f.c"
+  clang -fsanitize=fuzzer "$probe/f.c" -o "$probe/f" >/dev/null 2>&1 || need+=(libclang-rt-dev)
+  rm -rf "$probe"
+else
+  need+=(libclang-rt-dev)
+fi
 if ((${#need[@]})); then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "cclpilot bootstrap: installing ${need[*]}" >&2
