@@ -147,3 +147,12 @@ def test_sweep_table_loads_in_static_mode(plugin_library: Path, tmp_path: Path) 
         assert (a, p, ch) == (want.algo, want.proto, want.channels), key
     assert oracle_policy(TruthSpec(CL), c.topology, wl).rules
     assert isinstance(sw.rules[0], Rule)
+
+
+def test_lockstep_processes_give_the_same_run(plugin_library: Path) -> None:
+    """Live mode keeps processes at the same step; that must not change what the job computes."""
+    env = {"CCLPILOT_MODE": "observe"}
+    free = run_job(_spec(plugin_library, env, steps=4, rpp=4))
+    spec = _spec(plugin_library, env, steps=4, rpp=4)
+    locked = run_job(JobSpec(**{**spec.__dict__, "lockstep": True}))
+    assert np.array_equal(free.step_comm_us, locked.step_comm_us)

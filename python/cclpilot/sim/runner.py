@@ -164,6 +164,9 @@ class JobSpec:
     # Test hook: {global rank: extra environment} is impossible (settings are per process), so
     # the inconsistency tests give processes different settings instead: {process: env}.
     process_env: dict[int, dict[str, str]] = field(default_factory=dict)
+    # Live mode: processes wait for each other at every step boundary, as NCCL's collectives
+    # would make them, so no rank runs thousands of calls ahead of a plan's activation point.
+    lockstep: bool = False
 
     @property
     def n_ranks(self) -> int:
@@ -298,14 +301,14 @@ def _skews(spec: JobSpec, step: int, gaps: np.ndarray) -> np.ndarray:
     return out
 
 
-def _worker_main(spec: JobSpec, process: int, out_q: Any) -> None:
+def _worker_main(spec: JobSpec, process: int, out_q: Any, barrier: Any = None) -> None:
     try:
         env = dict(spec.env)
         env.update(spec.process_env.get(process, {}))
         for name in [n for n in os.environ if n.startswith("CCLPILOT_")]:
             del os.environ[name]
         os.environ.update(env)
-        result = _run_worker(spec, process, out_q)
+        result = _run_worker(spec, process, out_q, barrier)
         out_q.put(("result", process, result))
     except CclpilotError as e:
         out_q.put(("error", process, type(e).__name__, str(e)))
@@ -313,7 +316,7 @@ def _worker_main(spec: JobSpec, process: int, out_q: Any) -> None:
         out_q.put(("error", process, type(e).__name__, f"{e}\n{traceback.format_exc()}"))
 
 
-def _run_worker(spec: JobSpec, process: int, out_q: Any) -> WorkerResult:
+def _run_worker(spec: JobSpec, process: int, out_q: Any, barrier: Any = None) -> WorkerResult:
     t0 = time.perf_counter()
     lo = process * spec.ranks_per_process
     hosted = tuple(range(lo, min(lo + spec.ranks_per_process, spec.n_ranks)))
@@ -381,6 +384,8 @@ def _run_worker(spec: JobSpec, process: int, out_q: Any) -> WorkerResult:
                     choices[k][step, col] = first
                     times[k][step, col] = dur.t
                     waits[k][step, col] = dur.last - float(arrive.min())
+            if barrier is not None:
+                barrier.wait(timeout=120.0)
             if (step + 1) % spec.progress_every == 0 or step + 1 == spec.steps:
                 out_q.put(("progress", process, step + 1))
         violations: list[str] = []
@@ -417,7 +422,8 @@ def run_job(spec: JobSpec, progress: ProgressFn | None = None, timeout_s: float 
     validate_job(spec)
     ctx = mp.get_context("spawn")
     out_q: Any = ctx.Queue()
-    procs = [ctx.Process(target=_worker_main, args=(spec, p, out_q), daemon=True,
+    barrier = ctx.Barrier(spec.n_processes) if spec.lockstep and spec.n_processes > 1 else None
+    procs = [ctx.Process(target=_worker_main, args=(spec, p, out_q, barrier), daemon=True,
                          name=f"cclpilot-sim-{p}") for p in range(spec.n_processes)]
     t0 = time.perf_counter()
     for pr in procs:
