@@ -12,6 +12,7 @@ from . import __version__
 from .errors import CclpilotError, ConfigError
 from .paths import plugin_library
 from .settings import registry
+from .daemon import cli as daemon_cli
 from .sim import cli as sim_cli
 
 
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(func=_cmd_settings)
 
     sim_cli.register(sub)
+    daemon_cli.register(sub)
     return parser
 
 

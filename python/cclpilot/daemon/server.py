@@ -1,0 +1,730 @@
+"""The daemon's message loop: one ROUTER socket, one loop thread, one brain worker thread.
+
+The loop thread owns the socket, the registry, the plan rounds, the journal and the artifact
+writer; nothing else touches them. Brains run on a separate worker thread fed through a queue,
+so a slow brain delays only its own proposals, never the protocol (docs/daemon.md, "Threads").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from cclpilot.daemon.artifacts import RunArtifacts
+from cclpilot.daemon.brain import Brain, BrainFactory, CommInfo, Key, NullBrain, Observation
+from cclpilot.daemon.brain import PlanProposal
+from cclpilot.daemon.fastmeas import validate_measurements
+from cclpilot.daemon.journal import Journal
+from cclpilot.daemon.plans import (
+    PlanRound,
+    Verdict,
+    check_sequence,
+    choose_activate_at,
+    evaluate,
+    timeout_verdict,
+)
+from cclpilot.daemon.registry import CommState, Peer, RankReg, SlotKey
+from cclpilot.daemon.security import (
+    CurveKeys,
+    check_private_dir,
+    generate_curve_keys,
+    ipc_endpoint,
+    parse_tcp,
+    private_ipc_dir,
+    write_secret_key,
+)
+from cclpilot.errors import ConfigError
+from cclpilot.proto.codec import decode, encode, unpack
+from cclpilot.proto.errors import ProtocolError
+from cclpilot.proto.messages import (
+    FEATURES,
+    Abort,
+    Ack,
+    Commit,
+    Error,
+    Heartbeat,
+    Hello,
+    KeyReport,
+    Measurements,
+    Message,
+    Prepare,
+    Welcome,
+)
+from cclpilot.proto.version import PROTOCOL_MAJOR, PROTOCOL_MINOR
+
+log = logging.getLogger("cclpilot.daemon")
+
+
+@dataclass
+class DaemonConfig:
+    """Everything a daemon run depends on; recorded in run.json (except the brain factory)."""
+
+    run_dir: Path | None = None          # default: ./cclpilot-runs/live-<time>-<pid>
+    tcp: str | None = None               # "HOST:PORT": TCP with CURVE (or insecure, see below)
+    insecure: bool = False               # allow plain TCP (never the default)
+    ipc_dir: Path | None = None          # default: a fresh 0700 dir under $XDG_RUNTIME_DIR
+    heartbeat_ms: int = 1000
+    report_ms: int = 100
+    ack_timeout_ms: int = 2000
+    lead_margin_ms: int = 200
+    min_lead_calls: int = 32
+    ask_interval_ms: int = 100
+    brain_budget_ms: int = 50            # a brain call slower than this is logged
+    fsync: bool = True
+    seed: int = 0
+    brain_factory: BrainFactory | None = None
+
+    def settings(self) -> dict[str, object]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self).items()
+                if k != "brain_factory"} | {
+            "brain": getattr(self.brain_factory, "__name__", type(self.brain_factory).__name__)
+            if self.brain_factory is not None else "null"}
+
+
+class _RateLimitedLog:
+    """At most `per_window` lines per kind per window; the rest are counted and summarised."""
+
+    def __init__(self, per_window: int = 5, window_s: float = 10.0) -> None:
+        self.per_window = per_window
+        self.window_s = window_s
+        self.state: dict[str, tuple[float, int, int]] = {}
+
+    def warn(self, kind: str, text: str, *args: object) -> None:
+        now = time.monotonic()
+        start, shown, hidden = self.state.get(kind, (now, 0, 0))
+        if now - start > self.window_s:
+            if hidden:
+                log.warning("%d more %s messages suppressed", hidden, kind)
+            start, shown, hidden = now, 0, 0
+        if shown < self.per_window:
+            log.warning(text, *args)
+            shown += 1
+        else:
+            hidden += 1
+        self.state[kind] = (start, shown, hidden)
+
+
+@dataclass
+class _BrainJob:
+    comm: int
+    info: CommInfo
+    keys: list[tuple[Key, tuple[tuple[float, ...], ...], int]]
+    outcomes: list[tuple[int, bool, str]]
+    observations: list[Observation]
+    may_ask: bool
+
+
+@dataclass
+class DaemonStats:
+    received: int = 0
+    sent: int = 0
+    send_dropped: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    by_type: Counter[str] = field(default_factory=Counter)
+    errors_from_peers: int = 0
+    plans_committed: int = 0
+    plans_aborted: int = 0
+    comms_frozen: int = 0
+    brain_failures: int = 0
+    brain_slow: int = 0
+    commit_latency_s: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        lat = sorted(self.commit_latency_s)
+        p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else None
+        return {"received": self.received, "sent": self.sent, "send_dropped": self.send_dropped,
+                "rejected": dict(self.rejected), "by_type": dict(self.by_type),
+                "errors_from_peers": self.errors_from_peers,
+                "plans_committed": self.plans_committed, "plans_aborted": self.plans_aborted,
+                "comms_frozen": self.comms_frozen, "brain_failures": self.brain_failures,
+                "brain_slow": self.brain_slow, "commit_latency_p99_s": p99}
+
+
+def default_run_dir() -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path.cwd() / "cclpilot-runs" / f"live-{stamp}-{os.getpid()}"
+
+
+class Daemon:
+    """`Daemon(config).start()` binds and serves on a thread; `.stop()` ends it cleanly."""
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self.config = config
+        self.run_dir = (config.run_dir or default_run_dir()).resolve()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.stats = DaemonStats()
+        self.curve: CurveKeys | None = None
+        self.endpoint = ""
+        self._ctx = zmq.Context()
+        self._sock: zmq.Socket[bytes] = self._ctx.socket(zmq.ROUTER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.SNDHWM, 100_000)
+        self._sock.setsockopt(zmq.RCVHWM, 100_000)
+        self._bind()
+        self.journal = Journal(self.run_dir / "decisions.jsonl", fsync=config.fsync)
+        orphans = self.journal.abort_orphans()
+        if orphans:
+            log.warning("journal: aborted %d plan(s) prepared before a restart and never decided",
+                        orphans)
+        self.artifacts = RunArtifacts(self.run_dir, config.settings() | {
+            "endpoint": self.endpoint}, config.seed)
+        self.comms: dict[int, CommState] = {}
+        self.peers: dict[bytes, Peer] = {}
+        self._session = 0
+        self._warn = _RateLimitedLog()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._jobs: queue.Queue[_BrainJob | None] = queue.Queue()
+        self._results: queue.Queue[tuple[int, PlanProposal | None]] = queue.Queue()
+        self._brains: dict[int, Brain] = {}      # owned by the worker thread while it runs
+        self._worker: threading.Thread | None = None
+        self._write_env()
+
+    # ---- setup ------------------------------------------------------------------------------
+
+    def _bind(self) -> None:
+        cfg = self.config
+        if cfg.tcp is not None:
+            host, port = parse_tcp(cfg.tcp)
+            if cfg.insecure:
+                log.warning("!!! plain TCP without CURVE (--insecure): anyone who can reach "
+                            "%s:%d can send plans to this job's ranks. Use only on a trusted, "
+                            "isolated network. !!!", host, port)
+            else:
+                self.curve = generate_curve_keys()
+                write_secret_key(self.curve, self.run_dir)
+                self._sock.curve_server = True
+                self._sock.curve_secretkey = self.curve.secret.encode("ascii")
+                self._sock.curve_publickey = self.curve.public.encode("ascii")
+            try:
+                if port == 0:
+                    self._sock.bind(f"tcp://{host}:*")
+                else:
+                    self._sock.bind(f"tcp://{host}:{port}")
+            except zmq.ZMQError as e:
+                raise ConfigError(f"cannot listen on tcp://{host}:{port}: {e}; pick a free "
+                                  "port or another address") from None
+            self.endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+            if host in ("0.0.0.0", "*", "::"):
+                # Peers on other nodes need a reachable name, not the wildcard.
+                import socket as _socket
+                self.endpoint = self.endpoint.replace(host, _socket.getfqdn(), 1)
+        else:
+            d = cfg.ipc_dir or private_ipc_dir()
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            check_private_dir(d)
+            self.endpoint = ipc_endpoint(d)
+            try:
+                self._sock.bind(self.endpoint)
+            except zmq.ZMQError as e:
+                raise ConfigError(f"cannot bind {self.endpoint}: {e}") from None
+
+    def env_lines(self) -> list[str]:
+        lines = ["export CCLPILOT_MODE=live", f"export CCLPILOT_DAEMON={self.endpoint}"]
+        if self.curve is not None:
+            lines.append(f"export CCLPILOT_DAEMON_PUBLIC_KEY='{self.curve.public}'")
+        elif self.config.tcp is not None:
+            lines.append("export CCLPILOT_DAEMON_INSECURE=1")
+        return lines
+
+    def _write_env(self) -> None:
+        (self.run_dir / "env.sh").write_text("\n".join(self.env_lines()) + "\n", encoding="utf-8")
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> Daemon:
+        self._worker = threading.Thread(target=self._brain_worker, name="cclpilot-brain",
+                                        daemon=True)
+        self._worker.start()
+        self._thread = threading.Thread(target=self._run, name="cclpilot-daemon", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Runs the loop on the calling thread (the CLI); returns after stop()."""
+        self._worker = threading.Thread(target=self._brain_worker, name="cclpilot-brain",
+                                        daemon=True)
+        self._worker.start()
+        self._run()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def __enter__(self) -> Daemon:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _shutdown(self) -> None:
+        self._jobs.put(None)
+        if self._worker is not None:
+            self._worker.join(5.0)
+        for comm, brain in self._brains.items():
+            st = self.comms.get(comm)
+            try:
+                snap = brain.snapshot()
+            except Exception as e:  # a brain bug must not lose the rest of the artifacts
+                snap = {"error": f"snapshot failed: {e!r}"}
+            if st is not None:
+                self.artifacts.brain_snapshot(st.job, comm, snap)
+        self.artifacts.close(self.stats.as_dict())
+        self.journal.close()
+        self._sock.close(0)
+        self._ctx.term()
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        try:
+            while not self._stop.is_set():
+                if poller.poll(10):
+                    for _ in range(2000):  # bounded, so timers still run under flood
+                        try:
+                            frames = self._sock.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        self._on_frames(frames)
+                now = time.monotonic()
+                self._drain_results(now)
+                self._timers(now)
+        except Exception:
+            log.exception("daemon loop failed")
+            raise
+        finally:
+            self._shutdown()
+
+    def _timers(self, now: float) -> None:
+        hb = self.config.heartbeat_ms / 1000.0
+        for peer in self.peers.values():
+            if not peer.regs:
+                continue
+            if now - peer.last_hb_sent >= hb:
+                peer.hb_seq += 1
+                peer.last_hb_sent = now
+                self._send(peer.identity, Heartbeat(seq=peer.hb_seq,
+                                                    time_ns=time.monotonic_ns()))
+            if not peer.absent and now - peer.last_seen > 3 * hb:
+                peer.absent = True
+                for comm in peer.regs:
+                    st = self.comms.get(comm)
+                    if st is not None:
+                        log.warning("comm %016x: a rank process has been silent for %.1f s; "
+                                    "marked absent", comm, now - peer.last_seen)
+                        self.artifacts.event(st.job, comm, "rank_absent",
+                                             {"silent_s": now - peer.last_seen})
+        ask_every = self.config.ask_interval_ms / 1000.0
+        for st in self.comms.values():
+            rnd = st.round
+            if rnd is not None:
+                if now >= rnd.deadline:
+                    self._decide(st, timeout_verdict(rnd, self.config.ack_timeout_ms / 1000.0))
+                elif not rnd.resent and now - rnd.sent_at > (rnd.deadline - rnd.sent_at) / 3:
+                    # PREPARE is idempotent: a lost one costs a third of the timeout, not a plan.
+                    rnd.resent = True
+                    self._send_prepare(st, rnd, only_missing=True)
+            if st.info is not None and not st.brain_busy and (
+                    st.pending_keys or st.pending_outcomes or st.agg
+                    or now - st.last_ask >= ask_every):
+                self._submit(st, now)
+
+    # ---- sending ----------------------------------------------------------------------------
+
+    def _send(self, identity: bytes, msg: Message) -> None:
+        try:
+            self._sock.send_multipart([identity, encode(msg)], zmq.NOBLOCK)
+            self.stats.sent += 1
+        except zmq.Again:
+            self.stats.send_dropped += 1
+        except zmq.ZMQError as e:
+            self.stats.send_dropped += 1
+            self._warn.warn("send", "send to a peer failed: %s", e)
+
+    def _error(self, identity: bytes, code: str, message: str, ref: str | None,
+               comm: int | None) -> None:
+        self._send(identity, Error(code=code, message=message[:1000],  # type: ignore[arg-type]
+                                   ref=ref[:32] if ref else None, comm=comm))
+
+    # ---- receiving --------------------------------------------------------------------------
+
+    def _on_frames(self, frames: list[bytes]) -> None:
+        self.stats.received += 1
+        if len(frames) != 2:
+            self.stats.rejected["malformed"] += 1
+            self._warn.warn("malformed", "dropped a ZeroMQ message of %d frames (a message is "
+                            "one frame after the routing identity)", len(frames))
+            if len(frames) >= 2:
+                self._error(frames[0], "malformed", f"{len(frames) - 1} payload frames; a "
+                            "message is exactly one frame", None, None)
+            return
+        identity, data = frames
+        tag: str | None = None
+        try:
+            obj = unpack(data)
+            if type(obj) is dict and obj.get("t") == "MEASUREMENTS":
+                tag = "MEASUREMENTS"
+                validate_measurements(obj)
+                self.stats.by_type["MEASUREMENTS"] += 1
+                self._touch(identity)
+                self._on_measurements_raw(identity, obj)
+                return
+            msg = decode(data)
+        except ProtocolError as e:
+            self.stats.rejected[e.kind] += 1
+            self._warn.warn(e.kind, "rejected a message: %s", e)
+            comm = None
+            if tag is None:
+                try:
+                    o = unpack(data)
+                    if type(o) is dict:
+                        t = o.get("t")
+                        tag = t if type(t) is str else None
+                        c = o.get("comm")
+                        comm = c if type(c) is int and 0 <= c < 1 << 64 else None
+                except ProtocolError:
+                    pass
+            self._error(identity, e.kind, str(e), tag, comm)
+            return
+        self.stats.by_type[msg.t] += 1
+        self._touch(identity)
+        try:
+            self._dispatch(identity, msg)
+        except Exception as e:  # a daemon bug on one message must not end the job's tuning
+            log.exception("internal error handling %s", msg.t)
+            self._error(identity, "internal", f"daemon failed on {msg.t}: {e!r}", msg.t,
+                        getattr(msg, "comm", None))
+
+    def _touch(self, identity: bytes) -> None:
+        now = time.monotonic()
+        peer = self.peers.get(identity)
+        if peer is None:
+            peer = self.peers[identity] = Peer(identity, now)
+        peer.last_seen = now
+        if peer.absent:
+            peer.absent = False
+            log.info("a silent rank process is back")
+
+    def _dispatch(self, identity: bytes, msg: Message) -> None:
+        if isinstance(msg, Hello):
+            self._on_hello(identity, msg)
+        elif isinstance(msg, Heartbeat):
+            pass  # _touch did the bookkeeping
+        elif isinstance(msg, Ack):
+            self._on_ack(identity, msg)
+        elif isinstance(msg, KeyReport):
+            st = self._registered(identity, msg.comm, "KEY_REPORT")
+            if st is not None:
+                self._on_key(st, msg)
+        elif isinstance(msg, Measurements):
+            self._on_measurements_raw(identity, msg.model_dump())
+        elif isinstance(msg, Error):
+            self.stats.errors_from_peers += 1
+            self._warn.warn("peer-error", "a plugin reported %s about %s (comm %s): %s",
+                            msg.code, msg.ref, msg.comm, msg.message)
+        else:  # WELCOME, PREPARE, COMMIT, ABORT travel daemon -> plugin only
+            self.stats.rejected["direction"] += 1
+            self._error(identity, "state", f"{msg.t} is sent by the daemon, never to it",
+                        msg.t, getattr(msg, "comm", None))
+
+    def _registered(self, identity: bytes, comm: int, tag: str) -> CommState | None:
+        st = self.comms.get(comm)
+        if st is None or st.slot_of(identity) is None:
+            self._error(identity, "unknown_comm", f"comm {comm:#018x} has no accepted HELLO on "
+                        "this connection; send HELLO first", tag, comm)
+            return None
+        return st
+
+    def _on_hello(self, identity: bytes, msg: Hello) -> None:
+        st = self.comms.get(msg.comm)
+        if st is None:
+            st = self.comms[msg.comm] = CommState(msg.job, msg.comm, msg.n_ranks, msg.n_nodes,
+                                                  msg.nccl_version)
+        elif (st.job, st.n_ranks, st.n_nodes) != (msg.job, msg.n_ranks, msg.n_nodes):
+            self._error(identity, "state", f"comm {msg.comm:#018x} was registered as job "
+                        f"{st.job!r} with {st.n_ranks} ranks on {st.n_nodes} nodes; this HELLO "
+                        f"says job {msg.job!r}, {msg.n_ranks} ranks, {msg.n_nodes} nodes",
+                        "HELLO", msg.comm)
+            return
+        slot: SlotKey = ("r", msg.rank) if msg.rank is not None else ("p", msg.host, msg.pid)
+        old = st.slots.get(slot)
+        if old is None and st.complete:
+            self._error(identity, "state", f"comm {msg.comm:#018x} already has all "
+                        f"{st.n_ranks} ranks registered", "HELLO", msg.comm)
+            return
+        prior_slot = st.slot_of(identity)
+        if prior_slot is not None and prior_slot != slot:
+            del st.slots[prior_slot]
+        self._session += 1
+        features = frozenset(msg.features) & frozenset(FEATURES)
+        reg = RankReg(slot, identity, msg.rank, msg.host, msg.pid, features, self._session)
+        if old is not None:
+            reg.cumul = old.cumul  # a reconnect continues the same cumulative counters
+            if old.identity != identity:
+                oldpeer = self.peers.get(old.identity)
+                if oldpeer is not None:
+                    oldpeer.regs.discard(msg.comm)
+        st.slots[slot] = reg
+        self.peers[identity].regs.add(msg.comm)
+        self._send(identity, Welcome(
+            version=[PROTOCOL_MAJOR, PROTOCOL_MINOR],
+            features=[f for f in msg.features if f in features], comm=msg.comm,
+            session=self._session, heartbeat_ms=self.config.heartbeat_ms,
+            report_ms=self.config.report_ms))
+        if st.complete and st.info is None:
+            st.info = CommInfo(job=st.job, comm=st.comm, n_ranks=st.n_ranks, n_nodes=st.n_nodes,
+                               hosts=tuple(sorted({r.host for r in st.slots.values()})),
+                               nccl_version=st.nccl_version, session=self._session)
+            self.artifacts.comm_complete(st.info)
+            log.info("comm %016x of job %s complete: %d ranks on %d nodes", st.comm, st.job,
+                     st.n_ranks, st.n_nodes)
+
+    def _on_key(self, st: CommState, msg: KeyReport) -> None:
+        key = Key(msg.coll, msg.n_bytes, msg.num_pipe_ops)
+        if key in st.keys:
+            return  # every rank reports the same key; the first report is the record
+        cost = tuple(tuple(row) for row in msg.cost)
+        st.keys[key] = cost
+        st.pipe_ops.setdefault((msg.coll, msg.n_bytes), set()).add(msg.num_pipe_ops)
+        st.pending_keys.append((key, cost, msg.call))
+        self.artifacts.key(st.job, st.comm, key, cost, msg.call)
+
+    def _on_measurements_raw(self, identity: bytes, obj: dict[str, Any]) -> None:
+        """MEASUREMENTS, already validated (fast path or pydantic), as plain data."""
+        comm: int = obj["comm"]
+        st = self._registered(identity, comm, "MEASUREMENTS")
+        if st is None:
+            return
+        slot = st.slot_of(identity)
+        assert slot is not None
+        reg = st.slots[slot]
+        now = time.monotonic()
+        calls: int = obj["calls"]
+        reg.last_calls = calls
+        reg.last_report = now
+        st.note_calls(calls, now)
+        absorb = st.absorb_raw
+        for s in obj["stats"]:
+            absorb(reg, (s["coll"], s["n_bytes"], s["algo"], s["proto"], s["n_channels"]),
+                   (s["count"], s["sum_ns"], s["sum_sq_ns"], s["min_ns"], s["max_ns"],
+                    s["untimed"]))
+
+    # ---- plans ------------------------------------------------------------------------------
+
+    def _on_ack(self, identity: bytes, msg: Ack) -> None:
+        decided = self.journal.decisions.get((msg.comm, msg.plan))
+        if decided is not None:
+            # Waiting ranks re-send ACK as the question; repeat the decision exactly.
+            self._send_decision(identity, msg.comm, msg.plan, decided.committed,
+                                decided.activate_at, decided.reason)
+            return
+        st = self.comms.get(msg.comm)
+        rnd = st.round if st is not None else None
+        if st is not None and rnd is not None and rnd.plan == msg.plan:
+            slot = st.slot_of(identity)
+            if slot is None:
+                self._error(identity, "unknown_comm", f"comm {msg.comm:#018x} has no accepted "
+                            "HELLO on this connection; send HELLO first", "ACK", msg.comm)
+                return
+            now = time.monotonic()
+            if slot not in rnd.acks:
+                rnd.ack_times[slot] = now
+                st.rtt_max = max(st.rtt_max, now - rnd.sent_at)
+            rnd.acks[slot] = msg
+            st.note_calls(msg.calls, now)
+            verdict = evaluate(rnd, check_sequence(st.seq_seen, slot, msg))
+            if verdict is not None:
+                self._decide(st, verdict)
+            return
+        # A plan this daemon never prepared (or prepared in a life whose journal is gone): no
+        # COMMIT for it can exist, since commits are journaled first, so aborting is safe.
+        self.journal.note_plan_seen(msg.comm, msg.plan)
+        job = st.job if st is not None else "?"
+        d = self.journal.decide(job, msg.comm, msg.plan, False, msg.calls,
+                                "unknown plan: not prepared by this daemon")
+        if st is not None:
+            self.artifacts.decision(st.job, st.comm, d.plan, False, d.activate_at, d.reason)
+        self._send_decision(identity, msg.comm, msg.plan, d.committed, d.activate_at, d.reason)
+
+    def _send_decision(self, identity: bytes, comm: int, plan: int, committed: bool,
+                       activate_at: int, reason: str) -> None:
+        if committed:
+            self._send(identity, Commit(comm=comm, plan=plan, activate_at=activate_at))
+        else:
+            self._send(identity, Abort(comm=comm, plan=plan, reason=reason[:1000] or "aborted"))
+
+    def _decide(self, st: CommState, verdict: Verdict) -> None:
+        rnd = st.round
+        assert rnd is not None
+        # Durable first: a restarted daemon must answer exactly this (see journal.py).
+        d = self.journal.decide(st.job, st.comm, rnd.plan, verdict.committed, rnd.activate_at,
+                                verdict.reason)
+        self.artifacts.decision(st.job, st.comm, d.plan, d.committed, d.activate_at, d.reason)
+        idents = {reg.identity for reg in st.slots.values()}
+        for ident in sorted(idents):
+            self._send_decision(ident, st.comm, d.plan, d.committed, d.activate_at, d.reason)
+        st.round = None
+        st.pending_outcomes.append((d.plan, d.committed, d.reason))
+        if d.committed:
+            st.plans_committed += 1
+            self.stats.plans_committed += 1
+            self.stats.commit_latency_s.append(time.monotonic() - rnd.sent_at)
+            if len(self.stats.commit_latency_s) > 100_000:
+                del self.stats.commit_latency_s[:50_000]
+            log.info("comm %016x: plan %d committed at call %d (%s)", st.comm, d.plan,
+                     d.activate_at, rnd.reason)
+        else:
+            st.plans_aborted += 1
+            self.stats.plans_aborted += 1
+            log.info("comm %016x: plan %d aborted: %s", st.comm, d.plan, d.reason)
+        if verdict.freeze and st.frozen is None:
+            st.frozen = verdict.reason
+            self.stats.comms_frozen += 1
+            log.warning("comm %016x of job %s FROZEN on its current plan: %s", st.comm, st.job,
+                        verdict.reason)
+            self.artifacts.event(st.job, st.comm, "frozen", {"reason": verdict.reason})
+
+    def _can_prepare(self, st: CommState) -> str | None:
+        if st.frozen is not None:
+            return "frozen"
+        if st.round is not None:
+            return "a plan is in flight"
+        if not st.complete:
+            return "communicator incomplete"
+        for reg in st.slots.values():
+            if "plans" not in reg.features:
+                return "a rank does not apply plans"
+            peer = self.peers.get(reg.identity)
+            if peer is None or peer.absent:
+                return "a rank is absent"
+        return None
+
+    def _start_plan(self, st: CommState, prop: PlanProposal) -> None:
+        why_not = self._can_prepare(st)
+        if why_not is not None:
+            st.pending_outcomes.append((0, False, f"not prepared: {why_not}"))
+            return
+        now = time.monotonic()
+        cfg = self.config
+        rtt = st.rtt_max if st.rtt_max > 0.0 else 0.05
+        activate_at = choose_activate_at(st.max_calls, st.max_calls_time, st.rate, now, rtt,
+                                         cfg.lead_margin_ms / 1000.0, cfg.min_lead_calls)
+        plan = self.journal.next_plan_id(st.comm)
+        self.journal.record_prepare(st.job, st.comm, plan, activate_at, prop.reason)
+        self.artifacts.plan(st.job, st.comm, plan, activate_at, prop.rules, prop.reason)
+        timeout = cfg.ack_timeout_ms / 1000.0
+        rnd = PlanRound(plan=plan, activate_at=activate_at, rules=prop.rules,
+                        reason=prop.reason, sent_at=now, deadline=now + timeout,
+                        targets=frozenset(st.slots))
+        st.round = rnd
+        self._send_prepare(st, rnd, only_missing=False)
+
+    def _send_prepare(self, st: CommState, rnd: PlanRound, only_missing: bool) -> None:
+        msg = Prepare(comm=st.comm, plan=rnd.plan, activate_at=rnd.activate_at,
+                      rules=list(rnd.rules))
+        data = encode(msg)
+        for slot, reg in st.slots.items():
+            if only_missing and slot in rnd.acks:
+                continue
+            try:
+                self._sock.send_multipart([reg.identity, data], zmq.NOBLOCK)
+                self.stats.sent += 1
+            except zmq.ZMQError:
+                self.stats.send_dropped += 1
+
+    # ---- brain worker -----------------------------------------------------------------------
+
+    def _submit(self, st: CommState, now: float) -> None:
+        assert st.info is not None
+        obs = st.take_observations()
+        if obs:
+            self.artifacts.measurements(st.job, st.comm, obs)
+        job = _BrainJob(st.comm, st.info, st.pending_keys, st.pending_outcomes, obs,
+                        may_ask=self._can_prepare(st) is None)
+        st.pending_keys = []
+        st.pending_outcomes = []
+        st.brain_busy = True
+        st.last_ask = now
+        self._jobs.put(job)
+
+    def _brain_worker(self) -> None:
+        factory = self.config.brain_factory or NullBrain
+        budget = self.config.brain_budget_ms / 1000.0
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            proposal: PlanProposal | None = None
+            t0 = time.monotonic()
+            try:
+                brain = self._brains.get(job.comm)
+                if brain is None:
+                    brain = self._brains[job.comm] = factory(job.info)
+                for key, cost, first in job.keys:
+                    brain.on_key(key, cost, first)
+                for plan, committed, reason in job.outcomes:
+                    if plan > 0:
+                        brain.on_plan_outcome(plan, committed, reason)
+                if job.observations:
+                    brain.tell(job.observations)
+                if job.may_ask:
+                    proposal = brain.ask()
+            except Exception:
+                self.stats.brain_failures += 1
+                log.exception("brain of comm %016x failed; it is replaced by one that never "
+                              "proposes (the job keeps its current plan)", job.comm)
+                self._brains[job.comm] = NullBrain(job.info)
+                proposal = None
+            took = time.monotonic() - t0
+            if took > budget:
+                self.stats.brain_slow += 1
+                self._warn.warn("brain-slow", "brain of comm %016x took %.0f ms (budget %.0f "
+                                "ms); proposals are delayed, messages are not", job.comm,
+                                took * 1000, budget * 1000)
+            self._results.put((job.comm, proposal))
+
+    def _drain_results(self, now: float) -> None:
+        while True:
+            try:
+                comm, proposal = self._results.get_nowait()
+            except queue.Empty:
+                return
+            st = self.comms[comm]
+            st.brain_busy = False
+            if proposal is not None:
+                self._start_plan(st, proposal)
+
+    # ---- introspection (tests, benchmarks) --------------------------------------------------
+
+    def comm_state(self, comm: int) -> CommState | None:
+        return self.comms.get(comm)
+
+
+def serve(config: DaemonConfig, argv_env: Sequence[str] = ()) -> None:
+    """Foreground daemon until SIGINT/SIGTERM (used by the CLI)."""
+    import signal
+
+    d = Daemon(config)
+    for line in d.env_lines():
+        print(line, flush=True)
+    print(f"# run directory: {d.run_dir}", flush=True)
+
+    def _stop(signum: int, frame: object) -> None:
+        d.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    d.serve_forever()
