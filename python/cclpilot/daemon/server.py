@@ -573,6 +573,12 @@ class Daemon:
         d = self.journal.decide(st.job, st.comm, rnd.plan, verdict.committed, rnd.activate_at,
                                 verdict.reason)
         self.artifacts.decision(st.job, st.comm, d.plan, d.committed, d.activate_at, d.reason)
+        if verdict.freeze and st.frozen is None:
+            st.frozen = verdict.reason
+            self.stats.comms_frozen += 1
+            log.warning("comm %016x of job %s FROZEN on its current plan: %s", st.comm, st.job,
+                        verdict.reason)
+            self.artifacts.event(st.job, st.comm, "frozen", {"reason": verdict.reason})
         idents = {reg.identity for reg in st.slots.values()}
         for ident in sorted(idents):
             self._send_decision(ident, st.comm, d.plan, d.committed, d.activate_at, d.reason)
@@ -590,12 +596,6 @@ class Daemon:
             st.plans_aborted += 1
             self.stats.plans_aborted += 1
             log.info("comm %016x: plan %d aborted: %s", st.comm, d.plan, d.reason)
-        if verdict.freeze and st.frozen is None:
-            st.frozen = verdict.reason
-            self.stats.comms_frozen += 1
-            log.warning("comm %016x of job %s FROZEN on its current plan: %s", st.comm, st.job,
-                        verdict.reason)
-            self.artifacts.event(st.job, st.comm, "frozen", {"reason": verdict.reason})
 
     def _can_prepare(self, st: CommState) -> str | None:
         if st.frozen is not None:
