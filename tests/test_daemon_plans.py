@@ -217,7 +217,7 @@ def test_unknown_comm_gets_error(daemon: Daemon) -> None:
     assert isinstance(m, Error) and m.code == "unknown_comm" and m.comm == 99
 
 
-def test_restart_answers_identically(tmp_path: Path) -> None:
+def test_restart_answers_identically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Kill the daemon after its decision; the restarted one answers the waiting rank the same."""
     brain_mod = tmp_path / "scripted_brain_mod.py"
     brain_mod.write_text(
@@ -233,7 +233,7 @@ def test_restart_answers_identically(tmp_path: Path) -> None:
         "chunk_size=0)]),), reason='scripted')\n"
         "def factory(info):\n    return B(info)\n")
     import os
-    os.environ["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     run = tmp_path / "run"
     ipc = tmp_path / "ipc"
     args = ["--ipc-dir", str(ipc), "--brain", "scripted_brain_mod:factory"]
