@@ -21,7 +21,9 @@ REPO = Path(__file__).resolve().parent.parent
 def test_registry_matches_what_the_plugin_reads() -> None:
     settings = registry()
     assert set(settings) == {"CCLPILOT_MODE", "CCLPILOT_TABLE", "CCLPILOT_STATS_FILE",
-                             "CCLPILOT_TABLE_MAX_ENTRIES"}
+                             "CCLPILOT_TABLE_MAX_ENTRIES", "CCLPILOT_DAEMON", "CCLPILOT_JOB_ID",
+                             "CCLPILOT_COMMIT_WAIT_MS", "CCLPILOT_CONNECT_WAIT_MS",
+                             "CCLPILOT_DAEMON_PUBLIC_KEY", "CCLPILOT_DAEMON_INSECURE"}
     # Every registered variable is read by the C side: no setting that does nothing.
     c_sources = "".join(p.read_text() for p in (REPO / "plugin" / "src").glob("*.c"))
     for name, setting in settings.items():

@@ -3,6 +3,7 @@
  */
 #define _GNU_SOURCE
 #include "cp_process.h"
+#include "cp_io.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -17,6 +18,10 @@ struct cp_process {
   int refs; /* guarded by cp_process_lock */
   cp_settings settings;
   _Atomic(cp_log_fn) log;
+  pthread_mutex_t io_lock;   /* serialises starting the I/O thread */
+  _Atomic(struct cp_io*) io; /* set once, cleared only by the last release */
+  int io_failed;             /* guarded by io_lock: do not retry (and re-log) a failed start */
+  _Atomic uint64_t connect_budget_ns;
 };
 
 /* The only mutable statics in the plugin: the handle to the process object and its lock.
@@ -128,6 +133,97 @@ static void cp_copy_path(char* dst, const char* value, const char* name, char* e
   strcpy(dst, value);
 }
 
+static int cp_is_z85(const char* s) {
+  static const char alphabet[] =
+      "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
+  if (strlen(s) != 40) return 0;
+  for (const char* p = s; *p; p++)
+    if (!strchr(alphabet, *p)) return 0;
+  return 1;
+}
+
+/* Endpoint, job id, CURVE key. A refused endpoint is cleared so that live mode falls back to
+ * observe with the specific reason already logged. */
+static void cp_read_daemon_settings(cp_settings* out, char* errors, size_t errors_len) {
+  const char* ep = getenv("CCLPILOT_DAEMON");
+  if (ep && *ep) {
+    if (strlen(ep) >= sizeof out->daemon) {
+      cp_append_error(errors, errors_len,
+                      "CCLPILOT_DAEMON is longer than %zu bytes; ignoring it. Use a shorter "
+                      "endpoint path.", sizeof out->daemon - 1);
+      out->daemon_refused = 1;
+    } else if (strncmp(ep, "ipc://", 6) != 0 && strncmp(ep, "tcp://", 6) != 0 &&
+               strncmp(ep, "inproc://", 9) != 0) {
+      cp_append_error(errors, errors_len,
+                      "CCLPILOT_DAEMON='%s' is not an ipc://PATH or tcp://HOST:PORT endpoint; "
+                      "ignoring it. Use the endpoint `cclpilot daemon` printed.", ep);
+      out->daemon_refused = 1;
+    } else {
+      strcpy(out->daemon, ep);
+    }
+  }
+
+  const char* key = getenv("CCLPILOT_DAEMON_PUBLIC_KEY");
+  if (key && *key) {
+    if (cp_is_z85(key)) {
+      strcpy(out->daemon_public_key, key);
+    } else {
+      cp_append_error(errors, errors_len,
+                      "CCLPILOT_DAEMON_PUBLIC_KEY is not a 40-character Z85 CURVE key; ignoring "
+                      "it. Copy the daemon's public key exactly as `cclpilot daemon` printed it.");
+    }
+  }
+
+  const char* insecure = getenv("CCLPILOT_DAEMON_INSECURE");
+  if (insecure && *insecure) {
+    if (strcmp(insecure, "1") == 0)
+      out->daemon_insecure = 1;
+    else if (strcmp(insecure, "0") != 0)
+      cp_append_error(errors, errors_len,
+                      "CCLPILOT_DAEMON_INSECURE='%s' is not 0 or 1; using 0 (plain TCP refused).",
+                      insecure);
+  }
+
+  if (strncmp(out->daemon, "tcp://", 6) == 0 && out->daemon_public_key[0] == '\0') {
+    if (out->daemon_insecure) {
+      cp_append_error(errors, errors_len,
+                      "CCLPILOT_DAEMON=%s without CURVE: CCLPILOT_DAEMON_INSECURE=1 allows plain "
+                      "TCP, so anyone on the network can read and forge plans.", out->daemon);
+    } else {
+      cp_append_error(errors, errors_len,
+                      "CCLPILOT_DAEMON=%s is plain TCP, which is refused: set "
+                      "CCLPILOT_DAEMON_PUBLIC_KEY to the daemon's CURVE key (or, on a trusted "
+                      "network only, CCLPILOT_DAEMON_INSECURE=1).", out->daemon);
+      out->daemon[0] = '\0';
+      out->daemon_refused = 1;
+    }
+  }
+
+  const char* job = getenv("CCLPILOT_JOB_ID");
+  const char* from = "CCLPILOT_JOB_ID";
+  if (!job || !*job) {
+    from = "SLURM_JOB_ID";
+    job = getenv("SLURM_JOB_ID");
+  }
+  if (!job || !*job) {
+    from = "TORCHELASTIC_RUN_ID";
+    job = getenv("TORCHELASTIC_RUN_ID");
+  }
+  if (!job || !*job) job = "default";
+  if (strlen(job) >= sizeof out->job_id) {
+    cp_append_error(errors, errors_len,
+                    "%s is longer than %zu bytes; using its first %zu bytes as the job id.", from,
+                    sizeof out->job_id - 1, sizeof out->job_id - 1);
+    /* Cut on a UTF-8 boundary so the HELLO stays valid. */
+    size_t n = sizeof out->job_id - 1;
+    while (n > 0 && ((unsigned char)job[n] & 0xC0) == 0x80) n--;
+    memcpy(out->job_id, job, n);
+    out->job_id[n] = '\0';
+  } else {
+    strcpy(out->job_id, job);
+  }
+}
+
 void cp_settings_from_env(cp_settings* out, char* errors, size_t errors_len) {
   memset(out, 0, sizeof *out);
   if (errors && errors_len) errors[0] = '\0';
@@ -152,16 +248,26 @@ void cp_settings_from_env(cp_settings* out, char* errors, size_t errors_len) {
   cp_copy_path(out->table_path, getenv("CCLPILOT_TABLE"), "CCLPILOT_TABLE", errors, errors_len);
   cp_copy_path(out->stats_path, getenv("CCLPILOT_STATS_FILE"), "CCLPILOT_STATS_FILE", errors,
                errors_len);
-#define CP_SETTING(id, env, kind, def, allowed, doc) \
-  if (strcmp(#id, "TABLE_MAX_ENTRIES") == 0)         \
-    cp_parse_uint_setting(env, getenv(env), def, allowed, &out->table_max_entries, errors, errors_len);
+#define CP_SETTING(id, env, kind, def, allowed, doc)                                        \
+  if (strcmp(#id, "TABLE_MAX_ENTRIES") == 0)                                                \
+    cp_parse_uint_setting(env, getenv(env), def, allowed, &out->table_max_entries, errors,  \
+                          errors_len);                                                      \
+  if (strcmp(#id, "COMMIT_WAIT_MS") == 0)                                                   \
+    cp_parse_uint_setting(env, getenv(env), def, allowed, &out->commit_wait_ms, errors,     \
+                          errors_len);                                                      \
+  if (strcmp(#id, "CONNECT_WAIT_MS") == 0)                                                  \
+    cp_parse_uint_setting(env, getenv(env), def, allowed, &out->connect_wait_ms, errors,    \
+                          errors_len);
 #include "cclpilot/settings.def"
 #undef CP_SETTING
 
-  if (out->mode == CP_MODE_LIVE) {
-    cp_append_error(errors, errors_len,
-                    "CCLPILOT_MODE=live: live tuning is not available in this build (it arrives "
-                    "with the cclpilot daemon); running in observe mode.");
+  cp_read_daemon_settings(out, errors, errors_len);
+  if (out->mode == CP_MODE_LIVE && out->daemon[0] == '\0') {
+    if (!out->daemon_refused)
+      cp_append_error(errors, errors_len,
+                      "CCLPILOT_MODE=live needs CCLPILOT_DAEMON=<endpoint> (ipc://PATH or "
+                      "tcp://HOST:PORT, as printed by `cclpilot daemon`); none is usable, so "
+                      "every decision is left to NCCL (observe mode).");
     out->mode = CP_MODE_OBSERVE;
   }
   if (out->mode == CP_MODE_STATIC && out->table_path[0] == '\0') {
@@ -192,6 +298,9 @@ cp_process* cp_process_acquire(cp_log_fn log) {
     atomic_init(&proc->log, log);
     /* Settings are read before the object is published, so no context ever sees them half-made. */
     cp_settings_from_env(&proc->settings, errors, sizeof errors);
+    pthread_mutex_init(&proc->io_lock, NULL);
+    atomic_init(&proc->io, NULL);
+    atomic_init(&proc->connect_budget_ns, (uint64_t)proc->settings.connect_wait_ms * 1000000ull);
     cp_process_instance = proc;
     created = 1;
   }
@@ -205,8 +314,10 @@ cp_process* cp_process_acquire(cp_log_fn log) {
     for (char* line = strtok_r(errors, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
       cp_log(proc, CP_LOG_WARN, CP_LOG_SUBSYS_INIT, "%s", line);
     static const char* const names[] = {"off", "observe", "static", "live"};
-    cp_log(proc, CP_LOG_INFO, CP_LOG_SUBSYS_INIT, "mode %s%s%s", names[proc->settings.mode],
-           proc->settings.stats_path[0] ? ", statistics to " : "", proc->settings.stats_path);
+    cp_log(proc, CP_LOG_INFO, CP_LOG_SUBSYS_INIT, "mode %s%s%s%s%s", names[proc->settings.mode],
+           proc->settings.stats_path[0] ? ", statistics to " : "", proc->settings.stats_path,
+           proc->settings.mode == CP_MODE_LIVE ? ", daemon " : "",
+           proc->settings.mode == CP_MODE_LIVE ? proc->settings.daemon : "");
   }
   return proc;
 }
@@ -217,7 +328,52 @@ void cp_process_release(cp_process* proc) {
   int last = --proc->refs == 0;
   if (last) cp_process_instance = NULL;
   pthread_mutex_unlock(&cp_process_lock);
-  if (last) free(proc);
+  if (last) {
+    /* Contexts are all gone, so nothing can post to the I/O thread any more; join it before
+     * NCCL may unload the library. */
+    cp_io_stop(atomic_load(&proc->io));
+    pthread_mutex_destroy(&proc->io_lock);
+    free(proc);
+  }
 }
 
 const cp_settings* cp_process_settings(const cp_process* proc) { return &proc->settings; }
+
+struct cp_io* cp_process_io(cp_process* proc) {
+  return proc ? atomic_load_explicit(&proc->io, memory_order_acquire) : NULL;
+}
+
+struct cp_io* cp_process_io_start(cp_process* proc) {
+  if (!proc || proc->settings.mode != CP_MODE_LIVE) return NULL;
+  struct cp_io* io = cp_process_io(proc);
+  if (io) return io;
+  pthread_mutex_lock(&proc->io_lock);
+  io = atomic_load(&proc->io);
+  if (!io && !proc->io_failed) {
+    cp_result r = cp_io_start(proc, &io);
+    if (r != CP_OK) {
+      proc->io_failed = 1;
+      io = NULL;
+      cp_log(proc, CP_LOG_WARN, CP_LOG_SUBSYS_INIT,
+             "cannot start the daemon I/O thread (%s); live mode runs without the daemon: "
+             "every decision is left to NCCL.", cp_result_str(r));
+    } else {
+      atomic_store_explicit(&proc->io, io, memory_order_release);
+    }
+  }
+  pthread_mutex_unlock(&proc->io_lock);
+  return io;
+}
+
+uint64_t cp_process_connect_budget_take(cp_process* proc, uint64_t want_ns) {
+  uint64_t have = atomic_load(&proc->connect_budget_ns);
+  for (;;) {
+    uint64_t take = have < want_ns ? have : want_ns;
+    if (take == 0) return 0;
+    if (atomic_compare_exchange_weak(&proc->connect_budget_ns, &have, have - take)) return take;
+  }
+}
+
+void cp_process_connect_budget_return(cp_process* proc, uint64_t unused_ns) {
+  if (unused_ns) atomic_fetch_add(&proc->connect_budget_ns, unused_ns);
+}

@@ -23,13 +23,21 @@ enum { CP_LOG_WARN = 2, CP_LOG_INFO = 3 };
 #define CP_PATH_MAX 4096
 
 typedef struct {
-  int mode;                       /* CP_MODE_* after validation (live falls back to observe) */
+  int mode;                       /* CP_MODE_* after validation (live without a usable daemon
+                                     endpoint falls back to observe) */
   int mode_requested;             /* what CCLPILOT_MODE asked for */
   char table_path[CP_PATH_MAX];   /* CCLPILOT_TABLE, "" when unset */
   char stats_path[CP_PATH_MAX];   /* CCLPILOT_STATS_FILE, "" when unset */
   unsigned table_max_entries;     /* CCLPILOT_TABLE_MAX_ENTRIES */
   int nccl_algo_forced;           /* NCCL_ALGO set: observe only */
   int nccl_proto_forced;          /* NCCL_PROTO set: observe only */
+  char daemon[CP_PATH_MAX];       /* CCLPILOT_DAEMON endpoint, "" when unset */
+  char job_id[257];               /* CCLPILOT_JOB_ID or its derived default */
+  unsigned commit_wait_ms;        /* CCLPILOT_COMMIT_WAIT_MS */
+  unsigned connect_wait_ms;       /* CCLPILOT_CONNECT_WAIT_MS */
+  char daemon_public_key[41];     /* CCLPILOT_DAEMON_PUBLIC_KEY (Z85), "" when unset */
+  int daemon_insecure;            /* CCLPILOT_DAEMON_INSECURE=1 */
+  int daemon_refused;             /* an endpoint was given but refused (reason already logged) */
 } cp_settings;
 
 typedef struct cp_process cp_process;
@@ -42,6 +50,19 @@ cp_process* cp_process_acquire(cp_log_fn log);
 void cp_process_release(cp_process* proc);
 
 const cp_settings* cp_process_settings(const cp_process* proc);
+
+/* The daemon I/O thread of this process (cp_io.h), started by the first context created in live
+ * mode and joined by the last release. NULL outside live mode or when it could not start. */
+struct cp_io;
+struct cp_io* cp_process_io(cp_process* proc);
+/* Starts the I/O thread if live mode wants one and it is not running yet. Called by context
+ * creation (not a hot path); returns the I/O object or NULL. */
+struct cp_io* cp_process_io_start(cp_process* proc);
+
+/* What remains of the process's CCLPILOT_CONNECT_WAIT_MS budget: a waiter takes up to `want_ns`
+ * of it and gives back what it did not use. */
+uint64_t cp_process_connect_budget_take(cp_process* proc, uint64_t want_ns);
+void cp_process_connect_budget_return(cp_process* proc, uint64_t unused_ns);
 
 /* Logging through NCCL's logger when known, else stderr with a "cclpilot:" prefix.
  * Not for hot paths: use cp_ratelimit there. */

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "cp_core.h"
+#include "cp_io.h"
 #include "cp_process.h"
 #include "cp_stats.h"
 
@@ -190,6 +191,10 @@ cp_result cp_prof_comm_create(const cp_prof_init_args* args, cp_prof_comm** out,
   if (cp_stats_create(CP_PROF_STATS_CAPACITY, &ctx->stats) != CP_OK) goto nomem;
 
   ctx->active = 1;
+  /* Live mode: the daemon I/O thread ships this communicator's summaries (joined with the tuner
+   * context by comm id). */
+  if (ctx->has_comm_id) cp_io_register_stats(cp_process_io_start(ctx->proc), ctx->comm_id,
+                                              args->abi_version, ctx->stats);
   /* Without GPU timestamps (profiler ABI v3 and older) KernelCh events carry nothing usable, and
    * asking for them makes NCCL add one proxy op per channel per collective: count uses from the
    * Coll events alone instead. */
@@ -676,6 +681,7 @@ void cp_prof_comm_destroy(cp_prof_comm* ctx) {
       write_stats_file(ctx, settings->stats_path);
   }
   cp_process* proc = ctx->proc;
+  cp_io_unregister_stats(cp_process_io(proc), ctx->stats);
   ctx_free(ctx);
   cp_process_release(proc);
 }

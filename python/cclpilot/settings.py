@@ -13,7 +13,7 @@ from .paths import settings_registry
 
 _ENTRY = re.compile(
     r'^CP_SETTING\(\s*(?P<id>[A-Z_][A-Z0-9_]*)\s*,\s*"(?P<env>[A-Z0-9_]+)"\s*,\s*'
-    r'(?P<kind>enum|path|uint)\s*,\s*"(?P<default>[^"]*)"\s*,\s*"(?P<allowed>[^"]*)"\s*,\s*'
+    r'(?P<kind>enum|path|uint|str)\s*,\s*"(?P<default>[^"]*)"\s*,\s*"(?P<allowed>[^"]*)"\s*,\s*'
     r'"(?P<doc>(?:[^"\\]|\\.)*)"\s*\)\s*$'
 )
 
