@@ -12,6 +12,7 @@ from . import __version__
 from .errors import CclpilotError, ConfigError
 from .paths import plugin_library
 from .settings import registry
+from . import demo
 from .daemon import cli as daemon_cli
 from .sim import cli as sim_cli
 
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim_cli.register(sub)
     daemon_cli.register(sub)
+    demo.register(sub)
     return parser
 
 
