@@ -15,6 +15,18 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCCLPILOT_ASAN_UBSAN=ON -DCCL
 cmake --build build-asan -j"$jobs" >/dev/null
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --test-dir build-asan --output-on-failure
 
+echo "== ThreadSanitizer: the threaded parts (I/O thread, queues, plans, profiler) =="
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DCCLPILOT_TSAN=ON -DCCLPILOT_BUILD_BENCH=OFF >/dev/null
+cmake --build build-tsan -j"$jobs" >/dev/null
+TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure \
+  -R 'test_(io|live_plan|queue|tuner_core|tuner_chunk|profiler_core|stats|table)$'
+
+echo "== protocol decoder fuzzing (libFuzzer, bounded) =="
+cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DCCLPILOT_FUZZ=ON \
+  -DCCLPILOT_BUILD_BENCH=OFF >/dev/null
+cmake --build build-fuzz -j"$jobs" --target fuzz_decode >/dev/null
+ctest --test-dir build-fuzz --output-on-failure -R fuzz_decode_smoke
+
 echo "== mypy =="
 .venv/bin/python -m mypy
 

@@ -99,6 +99,13 @@ def test_full_round_commits(daemon: Daemon, brain: ScriptedBrain, tmp_path: Path
         m = p.recv()
         assert isinstance(m, Commit) and m.plan == preps[0].plan
         assert m.activate_at == preps[0].activate_at
+    # The brain hears of the commit only once every rank has run past the activation point:
+    # samples before it still ran the old plan.
+    assert not brain.outcome_event.wait(0.5)
+    for p in peers[:3]:
+        p.send(Measurements(comm=COMM, calls=preps[0].activate_at, dropped=0, stats=[]))
+    assert not brain.outcome_event.wait(0.5)
+    peers[3].send(Measurements(comm=COMM, calls=preps[0].activate_at + 1, dropped=0, stats=[]))
     assert brain.outcome_event.wait(5)
     assert brain.outcomes[0][:2] == (preps[0].plan, True)
     # The journal holds the decision; an ACK re-sent as the question gets the same answer.

@@ -1,8 +1,13 @@
 /*
- * The daemon I/O thread (see cp_io.h). One loop: poll the socket with a short timeout, handle
- * what arrived, drain the hot-path queue, then run the timers (HELLO for new communicators,
- * HEARTBEAT, MEASUREMENTS, silence detection). Every failure here is logged, counted and survived:
- * the job never depends on this thread.
+ * The daemon I/O thread (see cp_io.h). One loop: poll the connections with a short timeout,
+ * handle what arrived, drain the hot-path queue, then run the timers (HELLO for new
+ * communicators, HEARTBEAT, MEASUREMENTS, silence detection). Every failure here is logged,
+ * counted and survived: the job never depends on this thread.
+ *
+ * Each registered communicator context has its own DEALER connection. The daemon identifies a
+ * rank by its connection, so a process hosting several ranks of one communicator (NCCL allows
+ * it) must not funnel them through one socket: their ACKs, call counts and summaries would be
+ * indistinguishable. All sockets are still created, used and closed by this one thread only.
  */
 #define _GNU_SOURCE
 #include "cp_io.h"
@@ -39,20 +44,26 @@ typedef struct {
 } cp_io_entry;
 
 typedef struct {
+  uint64_t comm;
+  int profiler_abi;
+  int rank; /* -1 when the profiler ABI does not say */
+  cp_stats* stats;
+  const cp_tuner_comm* claimed_by; /* the tuner context of the same rank, once joined */
+} cp_io_stats;
+
+typedef struct {
   cp_tuner_comm* ctx;
   cp_tuner_identity id;
+  void* sock; /* this context's connection; I/O thread only */
   int hello_sent, welcomed, measure, plans;
-  int report_ms;
-  uint64_t next_report_ns;
+  int report_ms, heartbeat_ms;
+  uint64_t next_report_ns, next_heartbeat_ns, hb_seq, last_rx_ns;
+  unsigned backoff;
+  int rank, profiler_abi; /* from the joined profiler context; -1 / 0 when none */
+  cp_stats* stats;        /* the joined profiler context's statistics, NULL when none */
   cp_msg_key_report* keys; /* every key reported, re-sent after each WELCOME */
   size_t n_keys, cap_keys;
 } cp_io_tuner;
-
-typedef struct {
-  uint64_t comm;
-  int profiler_abi;
-  cp_stats* stats;
-} cp_io_stats;
 
 struct cp_io {
   cp_process* proc;
@@ -67,16 +78,19 @@ struct cp_io {
   cp_io_stats* stats;
   size_t n_stats, cap_stats;
 
+  /* Sockets of unregistered contexts, closed by the I/O thread (which alone may touch them). */
+  void** closing;
+  size_t n_closing, cap_closing;
+
   /* I/O thread only. */
   void* zctx;
-  void* sock;
   char curve_public[41], curve_secret[41];
   cp_buf out;
   char host[CP_MAX_NAME_BYTES + 1];
-  int heartbeat_ms;
-  uint64_t last_rx_ns, next_heartbeat_ns, hb_seq;
-  unsigned backoff;
   cp_stat_slot* snapshot;
+  zmq_pollitem_t* poll_items;
+  cp_tuner_comm** poll_ctx;
+  size_t cap_poll;
 
   _Atomic uint64_t c_decode_errors, c_hellos, c_welcomes, c_reconnects, c_keys, c_meas, c_acks,
       c_errors, c_rx;
@@ -87,7 +101,7 @@ static void bump(_Atomic uint64_t* c) { atomic_fetch_add_explicit(c, 1, memory_o
 
 /* ---- sending ---------------------------------------------------------------------------------- */
 
-static int io_send(cp_io* io, const cp_msg* msg) {
+static int io_send(cp_io* io, cp_io_tuner* t, const cp_msg* msg) {
   cp_decode_error err;
   cp_result r = cp_msg_encode(msg, &io->out, &err);
   if (r != CP_OK) {
@@ -97,17 +111,17 @@ static int io_send(cp_io* io, const cp_msg* msg) {
                        cp_result_str(r), err.field, err.message);
     return -1;
   }
-  if (!io->sock || zmq_send(io->sock, io->out.data, io->out.len, ZMQ_DONTWAIT) < 0) {
+  if (!t->sock || zmq_send(t->sock, io->out.data, io->out.len, ZMQ_DONTWAIT) < 0) {
     cp_log_ratelimited(io->proc, &io->rl_send, CP_IO_LOG_INTERVAL_NS,
                        "cannot send %s to the daemon (%s); dropped",
-                       cp_msg_type_name(msg->type), io->sock ? zmq_strerror(errno) : "no socket");
+                       cp_msg_type_name(msg->type), t->sock ? zmq_strerror(errno) : "no socket");
     return -1;
   }
   return 0;
 }
 
-static void io_send_error(cp_io* io, cp_error_code code, const char* ref, uint64_t comm,
-                          const char* text) {
+static void io_send_error(cp_io* io, cp_io_tuner* t, cp_error_code code, const char* ref,
+                          uint64_t comm, const char* text) {
   cp_msg m;
   cp_msg_init(&m, CP_MSG_ERROR);
   m.u.error.code = code;
@@ -120,10 +134,10 @@ static void io_send_error(cp_io* io, cp_error_code code, const char* ref, uint64
   CP_STR_SET(m.u.error.ref, ref);
   m.u.error.has_comm = 1;
   m.u.error.comm = comm;
-  if (io_send(io, &m) == 0) bump(&io->c_errors);
+  if (io_send(io, t, &m) == 0) bump(&io->c_errors);
 }
 
-static void io_send_ack(cp_io* io, uint64_t comm, const cp_plan_ack* ack) {
+static void io_send_ack(cp_io* io, cp_io_tuner* t, uint64_t comm, const cp_plan_ack* ack) {
   cp_msg m;
   cp_msg_init(&m, CP_MSG_ACK);
   m.u.ack.comm = comm;
@@ -132,13 +146,24 @@ static void io_send_ack(cp_io* io, uint64_t comm, const cp_plan_ack* ack) {
   m.u.ack.calls = ack->calls;
   m.u.ack.seq_hash = ack->seq_hash;
   CP_STR_SET(m.u.ack.reason, ack->ok ? "" : (ack->reason[0] ? ack->reason : "refused"));
-  if (io_send(io, &m) == 0) bump(&io->c_acks);
+  if (io_send(io, t, &m) == 0) bump(&io->c_acks);
 }
 
-static int io_stats_abi(cp_io* io, uint64_t comm) {
-  for (size_t i = 0; i < io->n_stats; i++)
-    if (io->stats[i].comm == comm) return io->stats[i].profiler_abi;
-  return 0;
+/* Pairs a tuner context with the profiler context of the same rank: NCCL creates the profiler
+ * context of a communicator just before its tuner context, so the first unclaimed profiler
+ * registration of the same comm id is this rank's. The profiler knows the rank; the tuner does
+ * not. Called with the registry lock held. */
+static void io_join_stats(cp_io* io, cp_io_tuner* t) {
+  if (t->stats) return;
+  for (size_t i = 0; i < io->n_stats; i++) {
+    cp_io_stats* s = &io->stats[i];
+    if (s->comm != t->id.comm_id || s->claimed_by) continue;
+    s->claimed_by = t->ctx;
+    t->stats = s->stats;
+    t->rank = s->rank;
+    t->profiler_abi = s->profiler_abi;
+    return;
+  }
 }
 
 static void io_send_hello(cp_io* io, cp_io_tuner* t) {
@@ -153,103 +178,97 @@ static void io_send_hello(cp_io* io, cp_io_tuner* t) {
   h->n_ranks = t->id.n_ranks >= 1 ? t->id.n_ranks : 1;
   h->n_nodes = t->id.n_nodes >= 1 ? t->id.n_nodes : 1;
   if (h->n_nodes > h->n_ranks) h->n_nodes = h->n_ranks;
-  h->has_rank = 0; /* the tuner ABI does not pass the rank */
+  /* The tuner ABI does not pass the rank; the joined profiler context does (v4+). */
+  h->has_rank = t->rank >= 0 && t->rank < h->n_ranks;
+  h->rank = h->has_rank ? t->rank : 0;
   CP_STR_SET(h->host, io->host);
   h->pid = (uint32_t)getpid();
   h->nccl_version = 0; /* no tuner ABI passes NCCL's version */
   h->has_tuner_abi = t->id.abi_version >= 1 && t->id.abi_version <= 255;
   h->tuner_abi = (uint8_t)t->id.abi_version;
-  int pabi = io_stats_abi(io, t->id.comm_id);
+  int pabi = t->profiler_abi;
   h->has_profiler_abi = pabi >= 1 && pabi <= 255;
   h->profiler_abi = (uint8_t)pabi;
-  if (io_send(io, &m) == 0) bump(&io->c_hellos);
+  if (io_send(io, t, &m) == 0) bump(&io->c_hellos);
   t->hello_sent = 1;
 }
 
-static void io_send_key(cp_io* io, const cp_msg_key_report* k) {
+static void io_send_key(cp_io* io, cp_io_tuner* t, const cp_msg_key_report* k) {
   cp_msg m;
   cp_msg_init(&m, CP_MSG_KEY_REPORT);
   m.u.key_report = *k;
-  if (io_send(io, &m) == 0) bump(&io->c_keys);
+  if (io_send(io, t, &m) == 0) bump(&io->c_keys);
 }
 
 static void io_send_measurements(cp_io* io, cp_io_tuner* t) {
-  for (size_t i = 0; i < io->n_stats; i++) {
-    if (io->stats[i].comm != t->id.comm_id) continue;
-    /* One profiler context per communicator and process: the summaries are cumulative per
-     * (connection, comm), so a second context's would be mixed with the first's. */
-    size_t n = cp_stats_snapshot(io->stats[i].stats, io->snapshot, CP_MAX_STATS);
-    uint64_t calls, hash;
-    cp_tuner_seq_state(t->ctx, &calls, &hash);
-    cp_msg m;
-    cp_msg_init(&m, CP_MSG_MEASUREMENTS);
-    m.u.measurements.comm = t->id.comm_id;
-    m.u.measurements.calls = calls;
-    m.u.measurements.dropped = cp_stats_dropped(io->stats[i].stats);
-    m.u.measurements.n_stats = (uint32_t)n;
-    m.u.measurements.stats = io->snapshot; /* borrowed: never cp_msg_free'd */
-    if (io_send(io, &m) == 0) bump(&io->c_meas);
-    return;
-  }
+  /* The joined profiler context of this rank: summaries are cumulative per connection. */
+  if (!t->stats) return;
+  size_t n = cp_stats_snapshot(t->stats, io->snapshot, CP_MAX_STATS);
+  uint64_t calls, hash;
+  cp_tuner_seq_state(t->ctx, &calls, &hash);
+  cp_msg m;
+  cp_msg_init(&m, CP_MSG_MEASUREMENTS);
+  m.u.measurements.comm = t->id.comm_id;
+  m.u.measurements.calls = calls;
+  m.u.measurements.dropped = cp_stats_dropped(t->stats);
+  m.u.measurements.n_stats = (uint32_t)n;
+  m.u.measurements.stats = io->snapshot; /* borrowed: never cp_msg_free'd */
+  if (io_send(io, t, &m) == 0) bump(&io->c_meas);
 }
 
 /* ---- socket lifetime -------------------------------------------------------------------------- */
 
-static void io_close_socket(cp_io* io) {
-  if (io->sock) zmq_close(io->sock);
-  io->sock = NULL;
+static void io_close_socket(cp_io_tuner* t) {
+  if (t->sock) zmq_close(t->sock);
+  t->sock = NULL;
 }
 
-static int io_open_socket(cp_io* io) {
-  io->sock = zmq_socket(io->zctx, ZMQ_DEALER);
-  if (!io->sock) return -1;
+static int io_open_socket(cp_io* io, cp_io_tuner* t) {
+  t->sock = zmq_socket(io->zctx, ZMQ_DEALER);
+  if (!t->sock) return -1;
   int zero = 0, ivl = 100, ivl_max = 5000;
   int64_t max_msg = 4 * (int64_t)CP_MAX_MESSAGE_BYTES; /* bounds memory a bad peer can make us use */
-  zmq_setsockopt(io->sock, ZMQ_LINGER, &zero, sizeof zero);
-  zmq_setsockopt(io->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
-  zmq_setsockopt(io->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
-  zmq_setsockopt(io->sock, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg);
+  zmq_setsockopt(t->sock, ZMQ_LINGER, &zero, sizeof zero);
+  zmq_setsockopt(t->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
+  zmq_setsockopt(t->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max);
+  zmq_setsockopt(t->sock, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg);
   if (io->st->daemon_public_key[0]) {
-    if (zmq_setsockopt(io->sock, ZMQ_CURVE_SERVERKEY, io->st->daemon_public_key, 40) != 0 ||
-        zmq_setsockopt(io->sock, ZMQ_CURVE_PUBLICKEY, io->curve_public, 40) != 0 ||
-        zmq_setsockopt(io->sock, ZMQ_CURVE_SECRETKEY, io->curve_secret, 40) != 0) {
+    if (zmq_setsockopt(t->sock, ZMQ_CURVE_SERVERKEY, io->st->daemon_public_key, 40) != 0 ||
+        zmq_setsockopt(t->sock, ZMQ_CURVE_PUBLICKEY, io->curve_public, 40) != 0 ||
+        zmq_setsockopt(t->sock, ZMQ_CURVE_SECRETKEY, io->curve_secret, 40) != 0) {
       cp_log(io->proc, CP_LOG_WARN, CP_LOG_SUBSYS_INIT,
              "cannot enable CURVE encryption (%s): this libzmq lacks CURVE support; not "
              "connecting to the daemon", zmq_strerror(errno));
-      io_close_socket(io);
+      io_close_socket(t);
       return -1;
     }
   }
-  if (zmq_connect(io->sock, io->st->daemon) != 0) {
+  if (zmq_connect(t->sock, io->st->daemon) != 0) {
     cp_log(io->proc, CP_LOG_WARN, CP_LOG_SUBSYS_INIT, "cannot connect to the daemon at %s: %s",
            io->st->daemon, zmq_strerror(errno));
-    io_close_socket(io);
+    io_close_socket(t);
     return -1;
   }
   return 0;
 }
 
-/* The daemon forgets a peer whose connection was replaced, so every communicator registers
- * again and waits for a new WELCOME. */
-static void io_reconnect(cp_io* io, uint64_t now) {
-  io_close_socket(io);
-  io_open_socket(io);
+/* The daemon forgets a peer whose connection was replaced, so the communicator registers
+ * again and waits for a new WELCOME. Called with the registry lock held. */
+static void io_reconnect(cp_io* io, cp_io_tuner* t, uint64_t now) {
+  io_close_socket(t);
+  io_open_socket(io, t);
   bump(&io->c_reconnects);
-  pthread_mutex_lock(&io->lock);
-  for (size_t i = 0; i < io->n_tuners; i++) {
-    io->tuners[i].hello_sent = 0;
-    io->tuners[i].welcomed = 0;
-    cp_tuner_set_welcomed(io->tuners[i].ctx, 0);
-  }
-  pthread_mutex_unlock(&io->lock);
-  io->last_rx_ns = now;
-  if (io->backoff < CP_IO_MAX_BACKOFF) io->backoff *= 2;
+  t->hello_sent = 0;
+  t->welcomed = 0;
+  cp_tuner_set_welcomed(t->ctx, 0);
+  t->last_rx_ns = now;
+  if (t->backoff < CP_IO_MAX_BACKOFF) t->backoff *= 2;
 }
 
 /* ---- receiving -------------------------------------------------------------------------------- */
 
-static void io_handle(cp_io* io, const cp_msg* m) {
-  pthread_mutex_lock(&io->lock);
+/* Called with the registry lock held, for a message that arrived on t's connection. */
+static void io_handle(cp_io* io, cp_io_tuner* t, const cp_msg* m) {
   uint64_t comm = 0;
   switch (m->type) {
     case CP_MSG_WELCOME: comm = m->u.welcome.comm; break;
@@ -260,12 +279,8 @@ static void io_handle(cp_io* io, const cp_msg* m) {
   }
   int matched = 0;
   char why[256];
-  for (size_t i = 0; i < io->n_tuners; i++) {
-    cp_io_tuner* t = &io->tuners[i];
-    if (t->id.comm_id != comm) continue;
-    /* Several ranks of one communicator in one process all get every message, so they stay in
-     * step with each other. */
-    matched++;
+  if (t->id.comm_id == comm) {
+    matched = 1;
     switch (m->type) {
       case CP_MSG_WELCOME: {
         const cp_msg_welcome* w = &m->u.welcome;
@@ -275,12 +290,12 @@ static void io_handle(cp_io* io, const cp_msg* m) {
           if (strcmp(w->features[f].data, "measure") == 0) t->measure = 1;
           if (strcmp(w->features[f].data, "plans") == 0) t->plans = 1;
         }
-        io->heartbeat_ms = w->heartbeat_ms;
+        t->heartbeat_ms = w->heartbeat_ms;
         t->report_ms = w->report_ms;
         t->next_report_ns = cp_now_ns() + (uint64_t)w->report_ms * 1000000ull;
         bump(&io->c_welcomes);
         cp_tuner_set_welcomed(t->ctx, 1);
-        for (size_t k = 0; k < t->n_keys; k++) io_send_key(io, &t->keys[k]);
+        for (size_t k = 0; k < t->n_keys; k++) io_send_key(io, t, &t->keys[k]);
         cp_log(io->proc, CP_LOG_INFO, CP_LOG_SUBSYS_TUNING,
                "communicator %016llx registered with the daemon (session %llu, features:%s%s)",
                (unsigned long long)comm, (unsigned long long)w->session,
@@ -299,17 +314,17 @@ static void io_handle(cp_io* io, const cp_msg* m) {
           cp_tuner_plan_prepare(t->ctx, m->u.prepare.plan, m->u.prepare.activate_at,
                                 m->u.prepare.rules, m->u.prepare.n_rules, &ack);
         }
-        io_send_ack(io, comm, &ack);
+        io_send_ack(io, t, comm, &ack);
         break;
       }
       case CP_MSG_COMMIT:
         if (cp_tuner_plan_commit(t->ctx, m->u.commit.plan, m->u.commit.activate_at, why,
                                  sizeof why) != 0)
-          io_send_error(io, CP_EC_STATE, "COMMIT", comm, why);
+          io_send_error(io, t, CP_EC_STATE, "COMMIT", comm, why);
         break;
       case CP_MSG_ABORT:
         if (cp_tuner_plan_abort(t->ctx, m->u.abort_.plan, why, sizeof why) != 0)
-          io_send_error(io, CP_EC_STATE, "ABORT", comm, why);
+          io_send_error(io, t, CP_EC_STATE, "ABORT", comm, why);
         break;
       default:
         break;
@@ -321,16 +336,15 @@ static void io_handle(cp_io* io, const cp_msg* m) {
                        "the daemon reports %s%s%s: %s", cp_error_code_name(e->code),
                        e->has_ref ? " about " : "", e->has_ref ? e->ref.data : "",
                        e->message.data);
-    if (e->code == CP_EC_UNKNOWN_COMM)
-      for (size_t i = 0; i < io->n_tuners; i++)
-        if (!e->has_comm || io->tuners[i].id.comm_id == e->comm) io->tuners[i].hello_sent = 0;
+    if (e->code == CP_EC_UNKNOWN_COMM && (!e->has_comm || t->id.comm_id == e->comm))
+      t->hello_sent = 0;
   } else if (m->type != CP_MSG_HEARTBEAT && !matched) {
     if (m->type == CP_MSG_WELCOME || m->type == CP_MSG_PREPARE || m->type == CP_MSG_COMMIT ||
         m->type == CP_MSG_ABORT) {
       /* A communicator destroyed meanwhile, or a daemon mixing up peers. */
       snprintf(why, sizeof why, "%s for communicator %016llx, which this process does not have",
                cp_msg_type_name(m->type), (unsigned long long)comm);
-      io_send_error(io, CP_EC_UNKNOWN_COMM, cp_msg_type_name(m->type), comm, why);
+      io_send_error(io, t, CP_EC_UNKNOWN_COMM, cp_msg_type_name(m->type), comm, why);
     } else {
       bump(&io->c_decode_errors);
       cp_log_ratelimited(io->proc, &io->rl_decode, CP_IO_LOG_INTERVAL_NS,
@@ -338,26 +352,26 @@ static void io_handle(cp_io* io, const cp_msg* m) {
                          cp_msg_type_name(m->type));
     }
   }
-  pthread_mutex_unlock(&io->lock);
 }
 
-static void io_receive(cp_io* io) {
+/* Called with the registry lock held. */
+static void io_receive(cp_io* io, cp_io_tuner* t) {
   for (;;) {
     zmq_msg_t frame;
     zmq_msg_init(&frame);
-    if (zmq_msg_recv(&frame, io->sock, ZMQ_DONTWAIT) < 0) {
+    if (!t->sock || zmq_msg_recv(&frame, t->sock, ZMQ_DONTWAIT) < 0) {
       zmq_msg_close(&frame);
       return;
     }
-    io->last_rx_ns = cp_now_ns();
-    io->backoff = 1;
+    t->last_rx_ns = cp_now_ns();
+    t->backoff = 1;
     bump(&io->c_rx);
     if (zmq_msg_more(&frame)) {
       /* One message is one frame (PROTOCOL.md part 3): drop the whole multipart message. */
       do {
         zmq_msg_close(&frame);
         zmq_msg_init(&frame);
-        if (zmq_msg_recv(&frame, io->sock, 0) < 0) break;
+        if (zmq_msg_recv(&frame, t->sock, 0) < 0) break;
       } while (zmq_msg_more(&frame));
       zmq_msg_close(&frame);
       bump(&io->c_decode_errors);
@@ -377,7 +391,7 @@ static void io_receive(cp_io* io) {
                          err.field[0] ? " at " : "", err.field, err.message);
       continue;
     }
-    io_handle(io, &m);
+    io_handle(io, t, &m);
     cp_msg_free(&m);
   }
 }
@@ -414,10 +428,10 @@ static void io_entry(cp_io* io, const cp_io_entry* e) {
          * (NaN, other negatives) is reported as ignored rather than breaking the message. */
         k->cost[a][p] = (v >= 0.0f && v < 3.0e38f) ? (double)v : -1.0;
       }
-    if (t->welcomed) io_send_key(io, k);
+    if (t->welcomed) io_send_key(io, t, k);
   } else if (t && e->kind == CP_IO_ASK && t->welcomed) {
     cp_plan_ack ack;
-    if (cp_tuner_plan_last_ack(t->ctx, e->plan, &ack)) io_send_ack(io, t->id.comm_id, &ack);
+    if (cp_tuner_plan_last_ack(t->ctx, e->plan, &ack)) io_send_ack(io, t, t->id.comm_id, &ack);
   }
 out:
   pthread_mutex_unlock(&io->lock);
@@ -455,50 +469,87 @@ int cp_io_post_ask(cp_io* io, cp_tuner_comm* ctx, uint64_t plan) {
 /* ---- the thread ------------------------------------------------------------------------------- */
 
 static void io_timers(cp_io* io, uint64_t now) {
-  int any_welcomed = 0, any = 0;
   pthread_mutex_lock(&io->lock);
+  for (size_t c = 0; c < io->n_closing; c++) zmq_close(io->closing[c]);
+  io->n_closing = 0;
   for (size_t i = 0; i < io->n_tuners; i++) {
     cp_io_tuner* t = &io->tuners[i];
-    any = 1;
-    if (!t->hello_sent) io_send_hello(io, t);
-    if (!t->welcomed) continue;
-    any_welcomed = 1;
-    if (t->measure && now >= t->next_report_ns) {
-      io_send_measurements(io, t);
-      t->next_report_ns = now + (uint64_t)t->report_ms * 1000000ull;
+    if (!t->sock) {
+      if (t->last_rx_ns && now - t->last_rx_ns < 1000000000ull) continue; /* retry once a second */
+      t->last_rx_ns = now;
+      if (io_open_socket(io, t) != 0) continue;
+    }
+    if (!t->hello_sent) {
+      io_join_stats(io, t);
+      io_send_hello(io, t);
+    }
+    uint64_t hb_ns = (uint64_t)t->heartbeat_ms * 1000000ull;
+    if (t->welcomed) {
+      if (t->measure && now >= t->next_report_ns) {
+        io_send_measurements(io, t);
+        t->next_report_ns = now + (uint64_t)t->report_ms * 1000000ull;
+      }
+      if (now >= t->next_heartbeat_ns) {
+        cp_msg m;
+        cp_msg_init(&m, CP_MSG_HEARTBEAT);
+        m.u.heartbeat.seq = t->hb_seq++;
+        m.u.heartbeat.time_ns = now;
+        io_send(io, t, &m);
+        t->next_heartbeat_ns = now + hb_ns;
+      }
+    }
+    /* Silence for three heartbeat periods means the daemon (or the path to it) is gone: a new
+     * socket is the only way to be sure no stale pipe keeps our messages. Backs off while the
+     * daemon stays away. */
+    if (now - t->last_rx_ns > 3 * hb_ns * t->backoff) {
+      cp_log(io->proc, CP_LOG_INFO, CP_LOG_SUBSYS_TUNING,
+             "no message from the daemon at %s for %.1f s (communicator %016llx); reconnecting",
+             io->st->daemon, (double)(now - t->last_rx_ns) / 1e9,
+             (unsigned long long)t->id.comm_id);
+      io_reconnect(io, t, now);
     }
   }
   pthread_mutex_unlock(&io->lock);
-  uint64_t hb_ns = (uint64_t)io->heartbeat_ms * 1000000ull;
-  if (any_welcomed && now >= io->next_heartbeat_ns) {
-    cp_msg m;
-    cp_msg_init(&m, CP_MSG_HEARTBEAT);
-    m.u.heartbeat.seq = io->hb_seq++;
-    m.u.heartbeat.time_ns = now;
-    io_send(io, &m);
-    io->next_heartbeat_ns = now + hb_ns;
+}
+
+/* Polls every connection. The socket list is copied under the lock and polled without it, so
+ * registrations never wait for a poll; a socket unregistered meanwhile is only closed by this
+ * thread, later, so the copy stays valid. */
+static void io_poll(cp_io* io) {
+  pthread_mutex_lock(&io->lock);
+  size_t n = 0;
+  if (io->cap_poll < io->n_tuners) {
+    size_t cap = io->n_tuners * 2;
+    zmq_pollitem_t* items = realloc(io->poll_items, cap * sizeof *items);
+    if (items) io->poll_items = items;
+    cp_tuner_comm** owners = realloc(io->poll_ctx, cap * sizeof *owners);
+    if (owners) io->poll_ctx = owners;
+    if (items && owners) io->cap_poll = cap;
   }
-  /* Silence for three heartbeat periods means the daemon (or the path to it) is gone: a new
-   * socket is the only way to be sure no stale pipe keeps our messages. Backs off while the
-   * daemon stays away. */
-  if (any && now - io->last_rx_ns > 3 * hb_ns * io->backoff) {
-    cp_log(io->proc, CP_LOG_INFO, CP_LOG_SUBSYS_TUNING,
-           "no message from the daemon at %s for %.1f s; reconnecting", io->st->daemon,
-           (double)(now - io->last_rx_ns) / 1e9);
-    io_reconnect(io, now);
+  for (size_t i = 0; i < io->n_tuners && n < io->cap_poll; i++) {
+    if (!io->tuners[i].sock) continue;
+    io->poll_items[n] = (zmq_pollitem_t){io->tuners[i].sock, 0, ZMQ_POLLIN, 0};
+    io->poll_ctx[n++] = io->tuners[i].ctx;
   }
+  pthread_mutex_unlock(&io->lock);
+  if (n == 0) {
+    usleep(CP_IO_POLL_MS * 1000);
+    return;
+  }
+  if (zmq_poll(io->poll_items, (int)n, CP_IO_POLL_MS) <= 0) return;
+  pthread_mutex_lock(&io->lock);
+  for (size_t k = 0; k < n; k++) {
+    if (!(io->poll_items[k].revents & ZMQ_POLLIN)) continue;
+    cp_io_tuner* t = io_find(io, io->poll_ctx[k]);
+    if (t && t->sock == io->poll_items[k].socket) io_receive(io, t);
+  }
+  pthread_mutex_unlock(&io->lock);
 }
 
 static void* io_main(void* arg) {
   cp_io* io = arg;
   while (!atomic_load_explicit(&io->stop, memory_order_acquire)) {
-    if (io->sock) {
-      zmq_pollitem_t item = {io->sock, 0, ZMQ_POLLIN, 0};
-      int n = zmq_poll(&item, 1, CP_IO_POLL_MS);
-      if (n > 0 && (item.revents & ZMQ_POLLIN)) io_receive(io);
-    } else {
-      usleep(CP_IO_POLL_MS * 1000);
-    }
+    io_poll(io);
     cp_io_entry e;
     while (cp_mpsc_pop(&io->queue, &e)) io_entry(io, &e);
     io_timers(io, cp_now_ns());
@@ -512,9 +563,6 @@ cp_result cp_io_start(cp_process* proc, cp_io** out) {
   CP_ALLOC_CHECK(io);
   io->proc = proc;
   io->st = cp_process_settings(proc);
-  io->heartbeat_ms = CP_IO_DEFAULT_HEARTBEAT_MS;
-  io->backoff = 1;
-  io->last_rx_ns = cp_now_ns();
   cp_buf_init(&io->out, 0);
   pthread_mutex_init(&io->lock, NULL);
   if (gethostname(io->host, sizeof io->host - 1) != 0 || !io->host[0]) strcpy(io->host, "unknown");
@@ -531,14 +579,13 @@ cp_result cp_io_start(cp_process* proc, cp_io** out) {
     goto fail;
   }
   io->zctx = zmq_ctx_new();
-  if (!io->zctx || io_open_socket(io) != 0) goto fail;
+  if (!io->zctx) goto fail;
   if (pthread_create(&io->thread, NULL, io_main, io) != 0) goto fail;
   cp_log(proc, CP_LOG_INFO, CP_LOG_SUBSYS_INIT, "connecting to the daemon at %s as job %s%s",
          io->st->daemon, io->st->job_id, io->st->daemon_public_key[0] ? " (CURVE)" : "");
   *out = io;
   return CP_OK;
 fail:
-  io_close_socket(io);
   if (io->zctx) zmq_ctx_term(io->zctx);
   cp_mpsc_destroy(&io->queue);
   cp_buf_free(&io->out);
@@ -552,7 +599,8 @@ void cp_io_stop(cp_io* io) {
   if (!io) return;
   atomic_store_explicit(&io->stop, 1, memory_order_release);
   pthread_join(io->thread, NULL);
-  io_close_socket(io);
+  for (size_t i = 0; i < io->n_tuners; i++) io_close_socket(&io->tuners[i]);
+  for (size_t c = 0; c < io->n_closing; c++) zmq_close(io->closing[c]);
   zmq_ctx_term(io->zctx); /* joins ZeroMQ's own threads; linger 0 makes it immediate */
   cp_log(io->proc, CP_LOG_INFO, CP_LOG_SUBSYS_INIT,
          "daemon I/O stopped: %llu HELLO, %llu WELCOME, %llu reconnect(s), %llu key report(s), "
@@ -566,6 +614,9 @@ void cp_io_stop(cp_io* io) {
   for (size_t i = 0; i < io->n_tuners; i++) free(io->tuners[i].keys);
   free(io->tuners);
   free(io->stats);
+  free(io->closing);
+  free(io->poll_items);
+  free(io->poll_ctx);
   free(io->snapshot);
   cp_mpsc_destroy(&io->queue);
   cp_buf_free(&io->out);
@@ -590,9 +641,26 @@ void cp_io_register_tuner(cp_io* io, cp_tuner_comm* ctx) {
     io->tuners = grown;
     io->cap_tuners = cap;
   }
+  if (io->n_closing == io->cap_closing) {
+    /* Room for this context's socket to be closed later, so unregistering never allocates. */
+    size_t cap = io->cap_closing ? io->cap_closing * 2 : 8;
+    void** grown = realloc(io->closing, cap * sizeof *grown);
+    if (!grown) {
+      pthread_mutex_unlock(&io->lock);
+      cp_log(io->proc, CP_LOG_WARN, CP_LOG_SUBSYS_INIT,
+             "out of memory registering a communicator with the daemon I/O thread; it runs on "
+             "NCCL's choices");
+      return;
+    }
+    io->closing = grown;
+    io->cap_closing = cap;
+  }
   cp_io_tuner* t = &io->tuners[io->n_tuners++];
   memset(t, 0, sizeof *t);
   t->ctx = ctx;
+  t->rank = -1;
+  t->heartbeat_ms = CP_IO_DEFAULT_HEARTBEAT_MS;
+  t->backoff = 1;
   cp_tuner_identity_of(ctx, &t->id);
   pthread_mutex_unlock(&io->lock);
 }
@@ -603,13 +671,18 @@ void cp_io_unregister_tuner(cp_io* io, cp_tuner_comm* ctx) {
   for (size_t i = 0; i < io->n_tuners; i++) {
     if (io->tuners[i].ctx != ctx) continue;
     free(io->tuners[i].keys);
+    if (io->tuners[i].sock && io->n_closing < io->cap_closing)
+      io->closing[io->n_closing++] = io->tuners[i].sock;
+    for (size_t k = 0; k < io->n_stats; k++)
+      if (io->stats[k].claimed_by == ctx) io->stats[k].claimed_by = NULL;
     io->tuners[i] = io->tuners[--io->n_tuners];
     break;
   }
   pthread_mutex_unlock(&io->lock);
 }
 
-void cp_io_register_stats(cp_io* io, uint64_t comm_id, int profiler_abi, cp_stats* stats) {
+void cp_io_register_stats(cp_io* io, uint64_t comm_id, int profiler_abi, int rank,
+                          cp_stats* stats) {
   if (!io || !stats) return;
   pthread_mutex_lock(&io->lock);
   if (io->n_stats == io->cap_stats) {
@@ -622,7 +695,7 @@ void cp_io_register_stats(cp_io* io, uint64_t comm_id, int profiler_abi, cp_stat
     io->stats = grown;
     io->cap_stats = cap;
   }
-  io->stats[io->n_stats++] = (cp_io_stats){comm_id, profiler_abi, stats};
+  io->stats[io->n_stats++] = (cp_io_stats){comm_id, profiler_abi, rank, stats, NULL};
   pthread_mutex_unlock(&io->lock);
 }
 
@@ -631,6 +704,8 @@ void cp_io_unregister_stats(cp_io* io, cp_stats* stats) {
   pthread_mutex_lock(&io->lock);
   for (size_t i = 0; i < io->n_stats; i++) {
     if (io->stats[i].stats != stats) continue;
+    for (size_t k = 0; k < io->n_tuners; k++)
+      if (io->tuners[k].stats == stats) io->tuners[k].stats = NULL;
     io->stats[i] = io->stats[--io->n_stats];
     break;
   }

@@ -1,6 +1,7 @@
 /*
  * The daemon I/O thread: one per process, owned by the process object (cp_process.h). It owns the
- * ZeroMQ context and the one DEALER socket; nothing else in the plugin touches ZeroMQ.
+ * ZeroMQ context and one DEALER connection per communicator context; nothing else in the plugin
+ * touches ZeroMQ.
  *
  * Hot paths reach it only through cp_io_post_* (a lock-free bounded queue: never blocks, never
  * allocates; a full queue drops and counts). Context creation and destruction (not hot paths)
@@ -27,8 +28,10 @@ void cp_io_stop(cp_io* io);
  * I/O thread sends its HELLO and applies plans to it through cp_tuner.h's plan functions. */
 void cp_io_register_tuner(cp_io* io, cp_tuner_comm* ctx);
 void cp_io_unregister_tuner(cp_io* io, cp_tuner_comm* ctx);
-/* A profiler context's statistics, joined with tuner contexts by comm id for MEASUREMENTS. */
-void cp_io_register_stats(cp_io* io, uint64_t comm_id, int profiler_abi, cp_stats* stats);
+/* A profiler context's statistics and rank (-1 if unknown), joined with the tuner context of the
+ * same rank (the first unclaimed one of the same comm id) for HELLO's rank and MEASUREMENTS. */
+void cp_io_register_stats(cp_io* io, uint64_t comm_id, int profiler_abi, int rank,
+                          cp_stats* stats);
 void cp_io_unregister_stats(cp_io* io, cp_stats* stats);
 
 /* Hot path: a key (coll, n_bytes, num_pipe_ops) seen for the first time at call index `call`,

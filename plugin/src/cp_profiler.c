@@ -194,7 +194,7 @@ cp_result cp_prof_comm_create(const cp_prof_init_args* args, cp_prof_comm** out,
   /* Live mode: the daemon I/O thread ships this communicator's summaries (joined with the tuner
    * context by comm id). */
   if (ctx->has_comm_id) cp_io_register_stats(cp_process_io_start(ctx->proc), ctx->comm_id,
-                                              args->abi_version, ctx->stats);
+                                              args->abi_version, args->rank, ctx->stats);
   /* Without GPU timestamps (profiler ABI v3 and older) KernelCh events carry nothing usable, and
    * asking for them makes NCCL add one proxy op per channel per collective: count uses from the
    * Coll events alone instead. */

@@ -83,6 +83,14 @@ class CommState:
     last_ask: float = 0.0
     plans_committed: int = 0
     plans_aborted: int = 0
+    # A committed plan that some rank has not reached yet: (plan, activate_at, reason). Ranks
+    # hold one pending plan at a time, and samples before activate_at still ran the old plan,
+    # so no new plan is prepared and the brain hears of the commit only once every rank is past.
+    activating: tuple[int, int, str] | None = None
+
+    def min_calls(self) -> int:
+        """The call count every registered rank has reported reaching (0 before any report)."""
+        return min((reg.last_calls for reg in self.slots.values()), default=0)
 
     @property
     def complete(self) -> bool:

@@ -516,6 +516,7 @@ class Daemon:
         reg.last_calls = calls
         reg.last_report = now
         st.note_calls(calls, now)
+        self._check_activation(st)
         absorb = st.absorb_raw
         for s in obj["stats"]:
             absorb(reg, (s["coll"], s["n_bytes"], s["algo"], s["proto"], s["n_channels"]),
@@ -583,7 +584,11 @@ class Daemon:
         for ident in sorted(idents):
             self._send_decision(ident, st.comm, d.plan, d.committed, d.activate_at, d.reason)
         st.round = None
-        st.pending_outcomes.append((d.plan, d.committed, d.reason))
+        if d.committed:
+            st.activating = (d.plan, d.activate_at, d.reason)
+            self._check_activation(st)
+        else:
+            st.pending_outcomes.append((d.plan, d.committed, d.reason))
         if d.committed:
             st.plans_committed += 1
             self.stats.plans_committed += 1
@@ -597,11 +602,20 @@ class Daemon:
             self.stats.plans_aborted += 1
             log.info("comm %016x: plan %d aborted: %s", st.comm, d.plan, d.reason)
 
+    def _check_activation(self, st: CommState) -> None:
+        if st.activating is not None and st.min_calls() >= st.activating[1]:
+            plan, _, reason = st.activating
+            st.activating = None
+            st.pending_outcomes.append((plan, True, reason))
+
     def _can_prepare(self, st: CommState) -> str | None:
         if st.frozen is not None:
             return "frozen"
         if st.round is not None:
             return "a plan is in flight"
+        self._check_activation(st)
+        if st.activating is not None:
+            return "the last committed plan has not activated on every rank yet"
         if not st.complete:
             return "communicator incomplete"
         for reg in st.slots.values():
