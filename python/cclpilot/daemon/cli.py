@@ -12,13 +12,17 @@ from cclpilot.daemon.server import DaemonConfig, serve
 from cclpilot.errors import ConfigError
 
 
-def load_brain_factory(spec: str) -> BrainFactory:
-    """'null' or 'package.module:callable' (a BrainFactory: CommInfo -> Brain)."""
+def load_brain_factory(spec: str, seed: int = 0) -> BrainFactory:
+    """'online' (the first online tuner), 'null', or 'package.module:callable' (a BrainFactory:
+    CommInfo -> Brain)."""
     if spec == "null":
         return NullBrain
+    if spec == "online":
+        from cclpilot.tuner.online import TunerConfig, online_tuner_factory
+        return online_tuner_factory(TunerConfig(seed=seed))
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise ConfigError(f"--brain {spec!r}: give 'null' or 'package.module:factory'")
+        raise ConfigError(f"--brain {spec!r}: give 'online', 'null' or 'package.module:factory'")
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
@@ -44,7 +48,7 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
         heartbeat_ms=args.heartbeat_ms, report_ms=args.report_ms,
         ack_timeout_ms=args.ack_timeout_ms, lead_margin_ms=args.lead_margin_ms,
         min_lead_calls=args.min_lead_calls, fsync=not args.no_fsync, seed=args.seed,
-        brain_factory=load_brain_factory(args.brain))
+        brain_factory=load_brain_factory(args.brain, args.seed))
 
 
 def _cmd_daemon(args: argparse.Namespace) -> int:
@@ -71,7 +75,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--lead-margin-ms", type=int, default=200)
     p.add_argument("--min-lead-calls", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--brain", default="null", help="'null' (never proposes) or "
+    p.add_argument("--brain", default="online", help="'online' (the online tuner, default), "
+                   "'null' (never proposes) or "
                    "'package.module:factory'")
     p.add_argument("--no-fsync", action="store_true", help="skip fsync of the journal "
                    "(benchmarks only: a crash can then change an answer)")

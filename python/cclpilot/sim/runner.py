@@ -229,6 +229,7 @@ class WorkerResult:
     decisions: int  # getCollInfo-driving run_collective calls made
     wall_s: float
     violations: list[str]
+    max_call_s: float = 0.0  # longest wall time of one rank's collective call (plugin included)
 
 
 @dataclass
@@ -242,6 +243,9 @@ class JobResult:
     decisions: int
     wall_s: float
     violations: list[str]
+    # Longest wall time of one rank's collective call: bounds how long the plugin ever held a
+    # collective back (waiting for the daemon at a plan boundary or at connection time).
+    max_call_s: float = 0.0
 
     @property
     def step_comm_us(self) -> np.ndarray:
@@ -351,6 +355,7 @@ def _run_worker(spec: JobSpec, process: int, out_q: Any, barrier: Any = None) ->
         times = {k: np.zeros_like(v, dtype=float) for k, v in choices.items()}
         waits = {k: np.zeros_like(v, dtype=float) for k, v in choices.items()}
         n_dec = 0
+        max_call = 0.0
         # Per op: the hosted instances it runs on, precomputed so the hot loop only iterates.
         plan: list[list[tuple[int, int, list[tuple[int, SimComm]], ResolvedComm, tuple[int, ...]]]]
         plan = [[] for _ in wl.ops]
@@ -370,7 +375,9 @@ def _run_worker(spec: JobSpec, process: int, out_q: Any, barrier: Any = None) ->
                     codes: list[tuple[int, Decision]] = []
                     for r, c in members:
                         dur.arrival = float(skew[j, r])
+                        t_call = time.perf_counter()
                         d = c.run_collective(op.coll, op.n_bytes, duration_fn=dur)
+                        max_call = max(max_call, time.perf_counter() - t_call)
                         codes.append((r, d))
                     n_dec += len(members)
                     first = encode_choice(codes[0][1].algo, codes[0][1].proto, codes[0][1].channels,
@@ -392,7 +399,7 @@ def _run_worker(spec: JobSpec, process: int, out_q: Any, barrier: Any = None) ->
         for sim in sims.values():
             violations += sim.violations
         return WorkerResult(process, hosted, choices, times, waits, n_dec,
-                            time.perf_counter() - t0, violations)
+                            time.perf_counter() - t0, violations, max_call)
     finally:
         for sim in sims.values():
             sim.close()
@@ -507,7 +514,8 @@ def _combine(spec: JobSpec, results: dict[int, WorkerResult], wall: float) -> Jo
                 counts[j][int(v)] = counts[j].get(int(v), 0) + int(c)
     violations = [v for r in results.values() for v in r.violations]
     return JobResult(spec, instances, op_time, op_wait, op_choice, counts,
-                     sum(r.decisions for r in results.values()), wall, violations)
+                     sum(r.decisions for r in results.values()), wall, violations,
+                     max(r.max_call_s for r in results.values()))
 
 
 def default_plugin_path() -> str:
