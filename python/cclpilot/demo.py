@@ -80,7 +80,9 @@ def converged_step(series: np.ndarray, tolerance: float = 0.03, window: int = 5)
     ok = np.abs(rolling / final - 1.0) <= tolerance
     for i in range(len(ok)):
         if ok[i:].all():
-            return i
+            # The window starting at i is centred on i + window // 2: its median flips to the
+            # new level once most of the window is there.
+            return i + window // 2
     return None
 
 
