@@ -47,7 +47,8 @@ class DemoResult:
 
     def steady_mean(self, policy: str) -> float:
         s = self.series_us[policy]
-        start = self.converged_step if (policy == "live" and self.converged_step is not None) else 1
+        # Every policy over the same stretch: from convergence (or the first step after warm-up).
+        start = self.converged_step if self.converged_step is not None else 1
         start = min(start, len(s) - 1)
         return float(s[start:].mean())
 
@@ -86,15 +87,23 @@ def converged_step(series: np.ndarray, tolerance: float = 0.03, window: int = 5)
     return None
 
 
-def _decisions(run_dir: Path) -> tuple[int, int]:
+def _decisions(run_dir: Path, calls_per_step: dict[int, int]) -> tuple[int, int, int | None]:
+    """Plans committed and aborted, and the step at which the last committed plan took effect
+    (its activation call index over the communicator's collectives per step)."""
     path = run_dir / "decisions.jsonl"
     committed = aborted = 0
+    last_step: int | None = None
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
-            event = str(json.loads(line).get("event", ""))
+            rec = json.loads(line)
+            event = str(rec.get("event", ""))
             committed += event == "commit"
             aborted += event == "abort"
-    return committed, aborted
+            per_step = calls_per_step.get(int(rec.get("comm", -1)), 0)
+            if event == "commit" and per_step > 0:
+                step = -(-int(rec["activate_at"]) // per_step)
+                last_step = step if last_step is None else max(last_step, step)
+    return committed, aborted, last_step
 
 
 def run_demo(cluster: str = DEFAULT_CLUSTER, workload: str = DEFAULT_WORKLOAD,
@@ -142,14 +151,20 @@ def run_demo(cluster: str = DEFAULT_CLUSTER, workload: str = DEFAULT_WORKLOAD,
     finally:
         daemon.stop()
     best = job({"CCLPILOT_MODE": "static", "CCLPILOT_TABLE": str(oracle_table.resolve())}, 2)
-    committed, aborted = _decisions(daemon_dir)
+    calls_per_step = {inst.comm_id: sum(1 for op in resolved.ops if op.comm == inst.comm)
+                      for inst in live.instances}
+    committed, aborted, last_plan_step = _decisions(daemon_dir, calls_per_step)
     series = {"default": default.step_comm_us, "live": live.step_comm_us,
               "oracle": best.step_comm_us}
-    result = DemoResult(cluster, resolved.name, steps, seed, series,
-                        converged_step(live.step_comm_us[1:] / default.step_comm_us[1:]),
+    # Converged = the step from which the final plan is in effect (the tuner stops proposing once
+    # every key has converged). Without any committed plan, the step from which the live/default
+    # ratio stopped moving (both runs see the same seeded noise, which the ratio cancels).
+    steps_to_converge = last_plan_step
+    if steps_to_converge is None:
+        settled = converged_step(live.step_comm_us[1:] / default.step_comm_us[1:])
+        steps_to_converge = None if settled is None else settled + 1
+    result = DemoResult(cluster, resolved.name, steps, seed, series, steps_to_converge,
                         committed, aborted, out, live_wall)
-    if result.converged_step is not None:
-        result.converged_step += 1  # series[1:] above skips the warm-up step
     (out / "demo.json").write_text(json.dumps(result.as_dict(), indent=1) + "\n")
     return result
 
