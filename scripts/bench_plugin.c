@@ -2,7 +2,10 @@
  * Overhead benchmark of the cclpilot plugin, driven through its exported ABI objects exactly as
  * NCCL calls them. For each tuner ABI (v6, v5, v3) it times getCollInfo with a passthrough
  * configuration (observe mode, no table) and with a 1000-rule static table in the same run, and
- * prints p50/p99 per call and the difference. It also times profiler v6 events.
+ * prints p50/p99 per call and the difference. Through v6 it also times live mode: with no daemon
+ * reachable (no plan), and with the same 1000 rules committed as a live plan by a minimal
+ * in-process daemon speaking the protocol (the core's codec, linked statically). It also times
+ * profiler v6 events.
  *
  * Per-call times are measured over batches of BATCH calls (one clock read per batch) because a
  * clock read costs about as much as the call being measured; percentiles are over batch means.
@@ -17,6 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <zmq.h>
+
+#include "cp_codec.h"
 #include "nccl/profiler_v6.h"
 #include "nccl/tuner_v3.h"
 #include "nccl/tuner_v5.h"
@@ -50,6 +56,107 @@ static pct percentiles(double* v, size_t n) {
 }
 
 static size_t key_bytes[NKEYS];
+static char table_path[] = "/tmp/cclpilot-bench-XXXXXX";
+
+/* The 1000 rules of the table file, as a plan. */
+static cp_rule bench_rules[1000];
+static void make_rules(void) {
+  for (int i = 0; i < 1000; i++) {
+    cp_rule* r = &bench_rules[i];
+    memset(r, 0, sizeof *r);
+    r->coll = CP_COLL_ALLREDUCE;
+    r->min_bytes = (uint64_t)i * 4096;
+    r->max_bytes = (uint64_t)i * 4096 + 4095;
+    r->n_nodes = r->n_ranks = r->num_pipe_ops = CP_ANY;
+    r->n_arms = 1;
+    r->arms[0] = (cp_arm){(int8_t)(i % 2 == 0 ? CP_ALGO_RING : CP_ALGO_TREE), (int8_t)(i % 3),
+                          (uint8_t)(1 + i % 8), 0};
+  }
+}
+
+/* A minimal daemon: answers HELLO with WELCOME, then commits one plan (the 1000 rules, active
+ * from call 1) and waits for its ACK. Returns 0 when the plan was acknowledged. */
+typedef struct { void* zctx; void* sock; } mini_daemon;
+
+static int md_recv(mini_daemon* d, cp_msg* m, zmq_msg_t* peer, int timeout_ms) {
+  zmq_pollitem_t it = {d->sock, 0, ZMQ_POLLIN, 0};
+  if (zmq_poll(&it, 1, timeout_ms) <= 0) return -1;
+  zmq_msg_t body;
+  zmq_msg_init(peer);
+  zmq_msg_init(&body);
+  zmq_msg_recv(peer, d->sock, 0);
+  zmq_msg_recv(&body, d->sock, 0);
+  cp_decode_error err;
+  int rc = cp_msg_decode(zmq_msg_data(&body), zmq_msg_size(&body), m, &err) == CP_OK ? 0 : -1;
+  zmq_msg_close(&body);
+  return rc;
+}
+
+static void md_send(mini_daemon* d, zmq_msg_t* peer, const cp_msg* m) {
+  cp_buf b;
+  cp_buf_init(&b, 0);
+  if (cp_msg_encode(m, &b, NULL) == CP_OK) {
+    zmq_msg_t id;
+    zmq_msg_init(&id);
+    zmq_msg_copy(&id, peer);
+    zmq_msg_send(&id, d->sock, ZMQ_SNDMORE);
+    zmq_send(d->sock, b.data, b.len, 0);
+  }
+  cp_buf_free(&b);
+}
+
+static int md_commit_plan(mini_daemon* d) {
+  cp_msg m;
+  zmq_msg_t peer;
+  for (int i = 0; i < 50; i++) {
+    if (md_recv(d, &m, &peer, 100) != 0) continue;
+    int hello = m.type == CP_MSG_HELLO;
+    uint64_t comm = hello ? m.u.hello.comm : 0;
+    cp_msg_free(&m);
+    if (!hello) { zmq_msg_close(&peer); continue; }
+    cp_msg w;
+    cp_msg_init(&w, CP_MSG_WELCOME);
+    w.u.welcome.n_features = 2;
+    CP_STR_SET(w.u.welcome.features[0], "measure");
+    CP_STR_SET(w.u.welcome.features[1], "plans");
+    w.u.welcome.comm = comm;
+    w.u.welcome.session = 1;
+    w.u.welcome.heartbeat_ms = 60000;
+    w.u.welcome.report_ms = 60000;
+    md_send(d, &peer, &w);
+    cp_msg p;
+    cp_msg_init(&p, CP_MSG_PREPARE);
+    p.u.prepare.comm = comm;
+    p.u.prepare.plan = 1;
+    p.u.prepare.activate_at = 1;
+    p.u.prepare.n_rules = 1000;
+    p.u.prepare.rules = bench_rules; /* borrowed: never freed */
+    md_send(d, &peer, &p);
+    for (int k = 0; k < 50; k++) {
+      cp_msg a;
+      zmq_msg_t from;
+      if (md_recv(d, &a, &from, 100) != 0) continue;
+      int ok = a.type == CP_MSG_ACK && a.u.ack.ok;
+      cp_msg_free(&a);
+      zmq_msg_close(&from);
+      if (!ok) continue;
+      cp_msg c;
+      cp_msg_init(&c, CP_MSG_COMMIT);
+      c.u.commit.comm = comm;
+      c.u.commit.plan = 1;
+      c.u.commit.activate_at = 1;
+      md_send(d, &peer, &c);
+      zmq_msg_close(&peer);
+      usleep(200000); /* the I/O thread applies the COMMIT before call 1 */
+      return 0;
+    }
+    zmq_msg_close(&peer);
+    return -1;
+  }
+  return -1;
+}
+
+static mini_daemon* live_daemon; /* when set, run_tuner lets it commit a plan after init */
 
 /* Calls getCollInfo `calls` times over NKEYS keys through the given ABI version. */
 static pct run_tuner(void* lib, int version, size_t calls) {
@@ -62,6 +169,12 @@ static pct run_tuner(void* lib, int version, size_t calls) {
   if (version == 6) {
     t6 = dlsym(lib, "ncclTunerPlugin_v6");
     t6->init(&ctx, 0x1234, 8, 1, quiet_log, &nvl, &constants);
+    if (live_daemon) {
+      if (md_commit_plan(live_daemon) != 0) {
+        fprintf(stderr, "bench: the plugin never acknowledged the live plan\n");
+        exit(1);
+      }
+    }
   } else if (version == 5) {
     t5 = dlsym(lib, "ncclTunerPlugin_v5");
     t5->init(&ctx, 0x1234, 8, 1, quiet_log, &nvl, &constants);
@@ -153,7 +266,6 @@ int main(int argc, char** argv) {
   if (calls < BATCH * 100) calls = BATCH * 100;
 
   /* 1000 disjoint allreduce rules over [0, 1000 * 4096), channel hints 1..8. */
-  char table_path[] = "/tmp/cclpilot-bench-XXXXXX";
   int fd = mkstemp(table_path);
   FILE* f = fdopen(fd, "w");
   static const char* algos[] = {"ring", "tree"};
@@ -173,6 +285,7 @@ int main(int argc, char** argv) {
   printf("cclpilot plugin overhead: %zu getCollInfo calls per configuration, %d keys, batches of %d\n",
          calls, NKEYS, BATCH);
   printf("%-8s %-28s %10s %10s\n", "abi", "configuration", "p50 ns", "p99 ns");
+  make_rules();
   const int versions[] = {6, 5, 3};
   for (int v = 0; v < 3; v++) {
     setenv("CCLPILOT_MODE", "observe", 1);
@@ -185,6 +298,41 @@ int main(int argc, char** argv) {
     printf("v%-7d %-28s %10.1f %10.1f\n", versions[v], "static, 1000 rules", tab.p50, tab.p99);
     printf("v%-7d %-28s %10.1f %10.1f\n", versions[v], "added by the table", tab.p50 - base.p50,
            tab.p99 - base.p99);
+  }
+  /* Live mode through v6: without a daemon (no plan), then with the 1000 rules as a plan. */
+  {
+    setenv("CCLPILOT_MODE", "observe", 1);
+    unsetenv("CCLPILOT_TABLE");
+    pct base = run_tuner(lib, 6, calls);
+    setenv("CCLPILOT_MODE", "static", 1);
+    setenv("CCLPILOT_TABLE", table_path, 1);
+    pct tab = run_tuner(lib, 6, calls);
+    unsetenv("CCLPILOT_TABLE");
+    setenv("CCLPILOT_MODE", "live", 1);
+    setenv("CCLPILOT_CONNECT_WAIT_MS", "0", 1);
+    char endpoint[128];
+    snprintf(endpoint, sizeof endpoint, "ipc:///tmp/cclpilot-bench-%d.sock", (int)getpid());
+    setenv("CCLPILOT_DAEMON", "ipc:///tmp/cclpilot-bench-nobody.sock", 1);
+    pct lone = run_tuner(lib, 6, calls);
+    mini_daemon d = {zmq_ctx_new(), NULL};
+    d.sock = zmq_socket(d.zctx, ZMQ_ROUTER);
+    int zero = 0;
+    zmq_setsockopt(d.sock, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_bind(d.sock, endpoint);
+    setenv("CCLPILOT_DAEMON", endpoint, 1);
+    live_daemon = &d;
+    pct planned = run_tuner(lib, 6, calls);
+    live_daemon = NULL;
+    zmq_close(d.sock);
+    zmq_ctx_term(d.zctx);
+    unlink(endpoint + strlen("ipc://"));
+    unsetenv("CCLPILOT_DAEMON");
+    printf("v6       %-28s %10.1f %10.1f\n", "passthrough (observe)", base.p50, base.p99);
+    printf("v6       %-28s %10.1f %10.1f\n", "static, 1000 rules", tab.p50, tab.p99);
+    printf("v6       %-28s %10.1f %10.1f\n", "live, no daemon (no plan)", lone.p50, lone.p99);
+    printf("v6       %-28s %10.1f %10.1f\n", "live, 1000-rule plan", planned.p50, planned.p99);
+    printf("v6       %-28s %10.1f %10.1f\n", "live plan minus static", planned.p50 - tab.p50,
+           planned.p99 - tab.p99);
   }
   setenv("CCLPILOT_MODE", "observe", 1);
   unsetenv("CCLPILOT_TABLE");
