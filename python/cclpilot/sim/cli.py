@@ -210,7 +210,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run.add_argument("--ranks-per-process", type=int, default=8,
                      help="simulated ranks hosted by each worker process (default 8)")
     run.add_argument("--policies", default=DEFAULT_POLICIES,
-                     help="comma-separated subset of default,static,sweep,oracle")
+                     help="comma-separated subset of default,static,sweep,oracle,live "
+                     "(live: a real daemon with the online tuner)")
     run.add_argument("--json", action="store_true", help="print one JSON document")
     run.add_argument("--out", help="artifacts directory (default runs/<time>-<cluster>-<workload>)")
     run.set_defaults(func=cmd_run)

@@ -38,7 +38,7 @@ from .topology import Algo, Coll, Proto, Topology
 from .truth import PerformanceModel
 from .workloads import ResolvedWorkload
 
-POLICY_NAMES = ("default", "static", "sweep", "oracle")
+POLICY_NAMES = ("default", "static", "sweep", "oracle", "live")
 SWEEP_HINTS = (2, 4, 8, 16, 32)  # "a few channel counts", besides NCCL's own
 SWEEP_REPEATS = 5
 TABLE_COLLS = {c: c.name.lower() for c in Coll}
@@ -441,8 +441,20 @@ def run_policies(truth_spec: TruthSpec, topology: Topology, workload: ResolvedWo
     for i, name in enumerate(policies):
         env = dict(extra_env or {})
         table: str | None = None
+        daemon = None
         if name == "default":
             env["CCLPILOT_MODE"] = "observe"
+        elif name == "live":
+            # A real daemon with the online tuner, in this process; the ranks run in lockstep
+            # (as NCCL's collectives keep them) so plans activate where the daemon expects.
+            from ..daemon.server import Daemon, DaemonConfig
+            from ..tuner.online import TunerConfig, online_tuner_factory
+
+            daemon = Daemon(DaemonConfig(run_dir=tables_dir / "live-daemon", seed=seed,
+                                         brain_factory=online_tuner_factory(
+                                             TunerConfig(seed=seed)))).start()
+            env.update(CCLPILOT_MODE="live", CCLPILOT_DAEMON=daemon.endpoint,
+                       CCLPILOT_JOB_ID=f"sim-{truth_spec.cluster}")
         else:
             if name == "static":
                 if static_table is None:
@@ -456,13 +468,17 @@ def run_policies(truth_spec: TruthSpec, topology: Topology, workload: ResolvedWo
             env["CCLPILOT_MODE"] = "static"
             env["CCLPILOT_TABLE"] = table
         spec = JobSpec(truth_spec, topology, workload, steps, seed, env, plugin_path,
-                       ranks_per_process=ranks_per_process)
+                       ranks_per_process=ranks_per_process, lockstep=name == "live")
 
         def prog(done: int, total: int, i: int = i) -> None:
             if progress is not None:
                 progress(i * total + done, n_pol * total)
 
-        job = run_job(spec, prog)
+        try:
+            job = run_job(spec, prog)
+        finally:
+            if daemon is not None:
+                daemon.stop()
         gpu = tables["sweep"].gpu_time_us if name == "sweep" else 0.0
         outcomes.append(PolicyOutcome(name, env, table, job, gpu))
     return Comparison(truth_spec.cluster, workload.name, steps, seed, outcomes, tables,
