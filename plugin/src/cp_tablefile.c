@@ -646,6 +646,11 @@ cp_result cp_tablefile_parse_buffer(const char* name, const char* buf, size_t le
   out->rules = rules.rules;
   out->n_rules = rules.n;
   out->n_regbuff_lines = n_regbuff;
+  /* FNV-1a over the bytes: logged with the table, so that ranks (or nodes) holding different
+   * copies of "the same" file can be told apart in the logs. */
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)buf[i]) * 0x100000001b3ull;
+  out->content_hash = h;
   if (out->n_rules == 0) {
     free(out->rules);
     out->rules = NULL;

@@ -17,6 +17,7 @@ typedef struct {
   cp_rule* rules;
   size_t n_rules;
   size_t n_regbuff_lines; /* lines that filtered on regBuff: skipped, since regBuff is rank-local */
+  uint64_t content_hash;  /* FNV-1a 64 of the file's bytes, for logs */
 } cp_rule_set;
 
 /* Parses a whole buffer. On failure returns CP_ERR_PARSE (or CP_ERR_LIMIT / CP_ERR_NOMEM), leaves

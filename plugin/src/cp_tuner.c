@@ -184,8 +184,9 @@ static void cp_load_static_table(cp_tuner_comm* ctx, const cp_settings* st) {
   } else {
     atomic_store_explicit(&ctx->table, table, memory_order_release);
     cp_log(ctx->proc, CP_LOG_INFO, CP_LOG_SUBSYS_TUNING,
-           "%s: %zu rule(s), %zu apply to this communicator (nNodes %d, nRanks %d)",
-           st->table_path, set.n_rules, cp_table_rule_count(table), ctx->n_nodes, ctx->n_ranks);
+           "%s (content hash %016llx): %zu rule(s), %zu apply to this communicator (nNodes %d, "
+           "nRanks %d)", st->table_path, (unsigned long long)set.content_hash, set.n_rules,
+           cp_table_rule_count(table), ctx->n_nodes, ctx->n_ranks);
   }
   cp_rule_set_free(&set);
 }
