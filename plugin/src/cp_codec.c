@@ -957,19 +957,19 @@ static cp_result parse_field(const field_desc* f, const msgpack_object* v, void*
     case F_TAG:
       return CP_OK; /* checked before the schema */
     case F_UINT: {
-      uint64_t x;
+      uint64_t x = 0;
       CP_CHECK(parse_uint(v, where, f->umin, f->umax, &x, err));
       store_u(base + f->off, f->size, x);
       return CP_OK;
     }
     case F_INT: {
-      int64_t x;
+      int64_t x = 0;
       CP_CHECK(parse_int(v, where, f->imin, f->imax, &x, err));
       store_i(base + f->off, f->size, x);
       return CP_OK;
     }
     case F_F64: {
-      double x;
+      double x = 0.0;
       CP_CHECK(parse_f64(v, where, &x, err));
       memcpy(base + f->off, &x, sizeof x);
       return CP_OK;
