@@ -3,10 +3,12 @@
 
 Two ranks share one GPU: each gets its own NCCL_HOSTID, so NCCL treats them as two hosts talking
 over sockets (nNodes = 2), which is enough for the tuner and profiler to be called for real.
-Runs the same all-reduce sweep twice, in observe mode and in static mode with a table that forces
-one arm, and checks what the statistics file says NCCL ran.
+Runs the same all-reduce sweep in observe mode and in static mode with a table that forces one
+arm, and checks what the statistics file says NCCL ran; with --live it also runs a longer sweep
+in live mode against a real `cclpilot daemon` (online tuner) and checks that plans were
+committed and activated inside real NCCL without a hang.
 
-usage: real_nccl_check.py PLUGIN.so OUTDIR
+usage: real_nccl_check.py PLUGIN.so OUTDIR [--live]
 Exit status 0 = all checks passed, 1 = a check failed, 77 = no GPU/NCCL here (skip).
 """
 
@@ -19,7 +21,7 @@ import sys
 from pathlib import Path
 
 SIZES = [4096, 65536, 1 << 20, 16 << 20]
-ITERS = 20
+ITERS = int(os.environ.get("CCLPILOT_CHECK_ITERS", "20"))
 
 
 def _rank_main(rank: int, port: int, out: str) -> None:
@@ -68,6 +70,51 @@ def _run(plugin: Path, out: Path, label: str, extra_env: dict[str, str]) -> list
     return [json.loads(line) for line in stats.read_text().splitlines() if line.strip()]
 
 
+def _live(plugin: Path, out: Path) -> list[str]:
+    import subprocess
+    import time
+
+    repo = Path(__file__).resolve().parent.parent
+    run_dir = out / "daemon"
+    env = dict(os.environ, PYTHONPATH=str(repo / "python") + os.pathsep
+               + os.environ.get("PYTHONPATH", ""))
+    daemon = subprocess.Popen([sys.executable, "-m", "cclpilot.cli", "daemon", "--run-dir",
+                               str(run_dir), "--report-ms", "50", "--min-lead-calls", "8"],
+                              stdout=subprocess.PIPE, stderr=open(out / "daemon.log", "w"),
+                              text=True, env=env)
+    assert daemon.stdout is not None
+    settings: dict[str, str] = {}
+    for line in daemon.stdout:
+        if line.startswith("export "):
+            name, _, value = line[len("export "):].strip().partition("=")
+            settings[name] = value.strip("'")
+        if line.startswith("# run directory"):
+            break
+    os.environ["CCLPILOT_CHECK_ITERS"] = "150"
+    t0 = time.monotonic()
+    try:
+        lines = _run(plugin, out, "live", {**settings, "CCLPILOT_JOB_ID": "real-nccl-check",
+                                            "CCLPILOT_COMMIT_WAIT_MS": "5000"})
+    finally:
+        daemon.terminate()
+        daemon.wait(20)
+    print(f"live: job finished in {time.monotonic() - t0:.1f} s")
+    events = [json.loads(x) for x in (run_dir / "decisions.jsonl").read_text().splitlines()]
+    commits = [e for e in events if e["event"] == "commit"]
+    print(f"live: {len(events)} journal events, {len(commits)} commit(s)")
+    for e in events:
+        print(f"  {e['event']:8} plan {e['plan']} at call {e['activate_at']}: "
+              f"{str(e.get('reason', ''))[:150]}")
+    arms = {(r["algo"], r["proto"]) for r in lines if r.get("coll") == "allreduce"}
+    print(f"live: arms that ran: {sorted(arms)}")
+    problems = []
+    if not commits:
+        problems.append("live mode: the daemon committed no plan")
+    if len(arms) < 2:
+        problems.append("live mode: no arm other than NCCL's ran (no exploration took effect)")
+    return problems
+
+
 def main() -> int:
     try:
         import torch
@@ -104,6 +151,8 @@ def main() -> int:
         failures.append("static mode recorded nothing")
     if wrong:
         failures.append(f"static table forcing ring/ll was not followed: {wrong[:3]}")
+    if "--live" in sys.argv:
+        failures += _live(plugin, out)
     for f in failures:
         print("FAIL:", f)
     print("OK" if not failures else "FAILED")
