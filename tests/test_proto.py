@@ -318,27 +318,41 @@ def test_random_corruptions_only_raise_protocol_errors(seed: int) -> None:
 
 # ---- call-sequence hash -----------------------------------------------------------------------
 
-def _fnv1a(data: bytes) -> int:
+def _word_fold(words: list[int]) -> int:
+    # Written from PROTOCOL.md's definition, independently of cclpilot.proto.seqhash.
     h = 0xCBF29CE484222325
-    for b in data:
-        h = ((h ^ b) * 0x100000001B3) % (1 << 64)
+    for w in words:
+        h = ((h ^ (w % (1 << 64))) * 0x100000001B3) % (1 << 64)
     return h
 
 
-def test_seq_hash_is_fnv1a_over_little_endian_fields() -> None:
-    assert _fnv1a(b"a") == 0xAF63DC4C8601EC8C  # published FNV-1a 64 test value
-    calls = [(4, 1 << 20, 1), (2, 4096, 1), (0, M.U64_MAX, M.I32_MAX)]
+def test_seq_hash_is_the_word_wise_fnv_fold() -> None:
+    calls = [(4, 1 << 20, 1), (2, 4096, 1), (0, M.U64_MAX, M.I32_MAX), (-1, 0, 1)]
     h = SEQ_HASH_INIT
-    raw = b""
+    words: list[int] = []
     for c in calls:
         h = seq_hash_update(h, *c)
-        raw += b"".join(x.to_bytes(8, "little") for x in c)
-        assert h == _fnv1a(raw)
+        words += list(c)
+        assert h == _word_fold(words)
     for entry in MANIFEST["seq_hash"]:
         h = SEQ_HASH_INIT
         for c in entry["calls"]:
             h = seq_hash_update(h, *c)
         assert f"{h:#018x}" == entry["hash"]
+
+
+def test_seq_hash_tells_apart_any_single_differing_call() -> None:
+    import random
+    rng = random.Random(5)
+    for _ in range(2000):
+        calls = [(rng.randrange(5), rng.randrange(1 << 40), rng.randrange(1, 9)) for _ in range(6)]
+        other = list(calls)
+        i = rng.randrange(6)
+        other[i] = (other[i][0], other[i][1] + rng.randrange(1, 1 << 20), other[i][2])
+        ha = hb = SEQ_HASH_INIT
+        for a, b in zip(calls, other):
+            ha, hb = seq_hash_update(ha, *a), seq_hash_update(hb, *b)
+        assert ha != hb
 
 
 def test_seq_hash_depends_on_order() -> None:

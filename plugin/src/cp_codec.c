@@ -71,12 +71,7 @@ cp_result cp_str_assign(char* data, uint32_t* len, size_t cap, const char* src, 
 uint64_t cp_seq_hash_update(uint64_t h, int coll, uint64_t n_bytes, int num_pipe_ops) {
   /* Signed inputs are taken modulo 2^64, as the protocol (and Python's `& MASK`) does. */
   const uint64_t vals[3] = {(uint64_t)(int64_t)coll, n_bytes, (uint64_t)(int64_t)num_pipe_ops};
-  for (int v = 0; v < 3; v++) {
-    for (int b = 0; b < 8; b++) {
-      h ^= (vals[v] >> (8 * b)) & 0xffu;
-      h *= 0x100000001b3ull;
-    }
-  }
+  for (int v = 0; v < 3; v++) h = (h ^ vals[v]) * 0x100000001b3ull;
   return h;
 }
 

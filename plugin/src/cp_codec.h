@@ -280,8 +280,8 @@ cp_result cp_msg_encode(const cp_msg* msg, cp_buf* b, cp_decode_error* err);
 
 #define CP_SEQ_HASH_INIT 0xcbf29ce484222325ull
 
-/* Folds one getCollInfo call into h: coll, n_bytes, num_pipe_ops each as an unsigned 64-bit
- * little-endian integer, FNV-1a 64 over those 24 bytes. */
+/* Folds one getCollInfo call into h: for coll, n_bytes, num_pipe_ops (each as an unsigned 64-bit
+ * word) in that order, h = (h ^ v) * FNV-1a's 64-bit prime. */
 uint64_t cp_seq_hash_update(uint64_t h, int coll, uint64_t n_bytes, int num_pipe_ops);
 
 #ifdef __cplusplus

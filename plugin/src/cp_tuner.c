@@ -106,15 +106,9 @@ struct cp_tuner_comm {
   int io_decided_outcome;
 };
 
-/* FNV-1a 64 over (coll, n_bytes, num_pipe_ops), each as 8 little-endian bytes (PROTOCOL.md
- * "Call-sequence hash"); inlined because it runs on every live call. */
-static inline uint64_t cp_seq_fold(uint64_t h, uint64_t v) {
-  for (int b = 0; b < 8; b++) {
-    h ^= (v >> (8 * b)) & 0xffu;
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
+/* FNV-1a's step over one 64-bit word (PROTOCOL.md "Call-sequence hash"); inlined because it
+ * runs on every live call. */
+static inline uint64_t cp_seq_fold(uint64_t h, uint64_t v) { return (h ^ v) * 0x100000001b3ull; }
 
 static uint64_t cp_key_hash(int coll, uint64_t n_bytes, int num_pipe_ops) {
   uint64_t h = n_bytes * 0x9E3779B97F4A7C15ull;
