@@ -163,6 +163,8 @@ def invalid_messages() -> list[tuple[str, str, str, bytes]]:
          _pack(_with("key_report", cost=[[12, 9.25, 30.0]] + key["cost"][1:]))),
         ("wrong_type_bool_as_int", "wrong_type", "HEARTBEAT seq sent as a boolean",
          _pack(_with("heartbeat", seq=True))),
+        ("wrong_type_code_as_int", "wrong_type", "ERROR code sent as an integer",
+         _pack(_with("error", code=5))),
         ("oversize_array", "limit", "a rule with MAX_ARMS + 1 candidate arms",
          _pack(many_arms)),
         ("oversize_generic_array", "limit", "MEASUREMENTS stats longer than MAX_ARRAY_LEN",

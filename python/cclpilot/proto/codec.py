@@ -120,7 +120,7 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc)
 
 
-def _kind_of(err_type: str) -> str:
+def _kind_of(err_type: str, value: object = None) -> str:
     if err_type == "missing":
         return "missing_field"
     if err_type == "extra_forbidden":
@@ -128,6 +128,10 @@ def _kind_of(err_type: str) -> str:
     if err_type in ("too_long", "string_too_long"):
         return "limit"
     if err_type.endswith("_type") or err_type in ("model_attributes_type", "dict_type"):
+        return "wrong_type"
+    # The string enums (ERROR's code) are Literals: a value that is not even a string has the
+    # wrong msgpack type, as the C decoder reports it (PROTOCOL.md part 2, stage 6).
+    if err_type == "literal_error" and not isinstance(value, str):
         return "wrong_type"
     return "bad_value"
 
@@ -154,7 +158,7 @@ def decode(data: bytes) -> Message:
         msg = cls.model_validate(obj)
     except ValidationError as e:
         first = e.errors(include_url=False)[0]
-        kind = _kind_of(first["type"])
+        kind = _kind_of(first["type"], first.get("input"))
         path = _loc(tuple(first["loc"]))
         raise ProtocolError(kind, f"{tag}: {first['msg']}; see PROTOCOL.md, message {tag}",
                             path) from None
