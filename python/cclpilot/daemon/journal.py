@@ -52,8 +52,12 @@ class Journal:
     def _load(self) -> None:
         if not self.path.exists():
             return
-        lines = self.path.read_text(encoding="utf-8").split("\n")
+        text = self.path.read_text(encoding="utf-8")
+        lines = text.split("\n")
+        good_end = 0  # bytes up to the end of the last complete record
+        offset = 0
         for i, line in enumerate(lines):
+            offset += len(line.encode("utf-8")) + (1 if i < len(lines) - 1 else 0)
             if not line.strip():
                 continue
             try:
@@ -64,10 +68,14 @@ class Journal:
                     raise ValueError(f"schema {rec.get('schema')!r} event {event!r}")
             except (ValueError, KeyError, TypeError) as e:
                 if i == len(lines) - 1:
-                    log.warning("journal %s: ignoring a torn last line (%s)", self.path, e)
+                    # Cut it off: appending after it would glue the next record onto the torn
+                    # text and make the following restart refuse the whole journal.
+                    log.warning("journal %s: dropping a torn last line (%s)", self.path, e)
+                    os.truncate(self.path, good_end)
                     continue
                 raise ConfigError(f"journal {self.path} line {i + 1} is not a journal record "
                                   f"({e}); it must not be edited by hand") from None
+            good_end = offset
             self.max_plan[comm] = max(self.max_plan.get(comm, 0), plan)
             if event == "prepare":
                 if (comm, plan) not in self.decisions:

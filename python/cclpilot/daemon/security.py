@@ -80,10 +80,12 @@ def generate_curve_keys() -> CurveKeys:
 def write_secret_key(keys: CurveKeys, run_dir: Path) -> Path:
     """Writes the secret key with mode 0600 (created so, never world-readable for an instant)."""
     path = run_dir / "curve_secret.key"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A resumed run directory may hold an older key file with a laxer mode, or a symlink planted
+    # in its place: never follow links, and make the file private before the secret is written.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as f:
         f.write(keys.secret + "\n")
-    os.chmod(path, 0o600)
     (run_dir / "curve_public.key").write_text(keys.public + "\n", encoding="ascii")
     return path
 
