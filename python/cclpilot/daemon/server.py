@@ -23,7 +23,12 @@ import zmq
 from cclpilot.daemon.artifacts import RunArtifacts
 from cclpilot.daemon.brain import Brain, BrainFactory, CommInfo, Key, NullBrain, Observation
 from cclpilot.daemon.brain import PlanProposal
-from cclpilot.daemon.fastmeas import validate_measurements
+from cclpilot.daemon.fastmeas import (
+    FastMeasurements,
+    columns_of,
+    parse_measurements,
+    validate_measurements,
+)
 from cclpilot.daemon.journal import Journal
 from cclpilot.daemon.plans import (
     PlanRound,
@@ -373,14 +378,22 @@ class Daemon:
             return
         identity, data = frames
         tag: str | None = None
+        fast = parse_measurements(data)
+        if fast is not None:
+            self.stats.by_type["MEASUREMENTS"] += 1
+            self._touch(identity)
+            self._on_measurements_raw(identity, fast)
+            return
         try:
+            # The fast parser declined: not MEASUREMENTS, or invalid, or unusual in a way it
+            # does not vouch for. The exact path below accepts or names the error.
             obj = unpack(data)
             if type(obj) is dict and obj.get("t") == "MEASUREMENTS":
                 tag = "MEASUREMENTS"
                 validate_measurements(obj)
                 self.stats.by_type["MEASUREMENTS"] += 1
                 self._touch(identity)
-                self._on_measurements_raw(identity, obj)
+                self._on_measurements_raw(identity, columns_of(obj))
                 return
             msg = decode(data)
         except ProtocolError as e:
@@ -430,7 +443,7 @@ class Daemon:
             if st is not None:
                 self._on_key(st, msg)
         elif isinstance(msg, Measurements):
-            self._on_measurements_raw(identity, msg.model_dump())
+            self._on_measurements_raw(identity, columns_of(msg.model_dump()))
         elif isinstance(msg, Error):
             self.stats.errors_from_peers += 1
             self._warn.warn("peer-error", "a plugin reported %s about %s (comm %s): %s",
@@ -502,9 +515,9 @@ class Daemon:
         st.pending_keys.append((key, cost, msg.call))
         self.artifacts.key(st.job, st.comm, key, cost, msg.call)
 
-    def _on_measurements_raw(self, identity: bytes, obj: dict[str, Any]) -> None:
-        """MEASUREMENTS, already validated (fast path or pydantic), as plain data."""
-        comm: int = obj["comm"]
+    def _on_measurements_raw(self, identity: bytes, m: FastMeasurements) -> None:
+        """MEASUREMENTS, already validated (fast path or pydantic), as columns."""
+        comm = m.comm
         st = self._registered(identity, comm, "MEASUREMENTS")
         if st is None:
             return
@@ -512,16 +525,12 @@ class Daemon:
         assert slot is not None
         reg = st.slots[slot]
         now = time.monotonic()
-        calls: int = obj["calls"]
+        calls = m.calls
         reg.last_calls = calls
         reg.last_report = now
         st.note_calls(calls, now)
         self._check_activation(st)
-        absorb = st.absorb_raw
-        for s in obj["stats"]:
-            absorb(reg, (s["coll"], s["n_bytes"], s["algo"], s["proto"], s["n_channels"]),
-                   (s["count"], s["sum_ns"], s["sum_sq_ns"], s["min_ns"], s["max_ns"],
-                    s["untimed"]))
+        st.absorb_cols(reg, m)
 
     # ---- plans ------------------------------------------------------------------------------
 
