@@ -47,3 +47,70 @@ def test_secret_key_never_written_through_a_symlink(tmp_path: Path) -> None:
     with pytest.raises(OSError):
         write_secret_key(generate_curve_keys(), tmp_path)
     assert target.read_text() == ""
+
+
+# ---- hostile numbers and plan attribution (review findings) -----------------------------------
+
+from cclpilot.daemon.brain import PlanProposal  # noqa: E402
+from cclpilot.daemon.registry import CommState, RankReg  # noqa: E402
+from cclpilot.proto.messages import Abort, Commit, Measurements  # noqa: E402
+
+from test_daemon_plans import COMM, RULE, ScriptedBrain, get_prepares, make_daemon, register  # noqa: E402,I001
+
+U64_MAX = (1 << 64) - 1
+
+
+def test_wild_plan_id_from_a_stranger_is_answered_without_touching_the_journal(
+        tmp_path: Path) -> None:
+    brain = ScriptedBrain([PlanProposal(rules=(RULE,), reason="later")])
+    d = make_daemon(tmp_path, brain)
+    try:
+        from cclpilot.daemon.peer import Peer
+        stranger = Peer(d.endpoint)
+        stranger.ack(COMM, U64_MAX, True, calls=5, seq_hash=1)
+        assert isinstance(stranger.recv(), Abort)
+        assert (tmp_path / "run" / "decisions.jsonl").read_text() == ""
+        # The daemon is unharmed: a normal round still commits, with plan id 1.
+        peers = register(d.endpoint, 2)
+        preps = get_prepares(peers)
+        assert preps[0].plan == 1
+        for p in peers:
+            p.ack(COMM, 1, True, calls=0, seq_hash=0xCBF29CE484222325)
+        assert all(isinstance(p.recv(), Commit) for p in peers)
+    finally:
+        d.stop()
+
+
+def test_call_counts_at_the_end_of_u64_refuse_the_proposal_not_the_daemon(tmp_path: Path) -> None:
+    brain = ScriptedBrain([])
+    d = make_daemon(tmp_path, brain)
+    try:
+        peers = register(d.endpoint, 2)
+        for p in peers:
+            p.send(Measurements(comm=COMM, calls=U64_MAX, dropped=0, stats=[]))
+        import time
+        time.sleep(0.2)
+        brain.plans.append(PlanProposal(rules=(RULE,), reason="cannot activate"))
+        assert brain.outcome_event.wait(5)
+        plan, committed, reason = brain.outcomes[0]
+        assert (plan, committed) == (0, False) and "not prepared" in reason
+        assert (tmp_path / "run" / "decisions.jsonl").read_text() == ""
+        assert d._thread is not None and d._thread.is_alive()
+    finally:
+        d.stop()
+
+
+def test_samples_straddling_a_plan_change_are_not_credited() -> None:
+    st = CommState("job", COMM, 1, 1, 0)
+    reg = RankReg(("r", 0), b"id", 0, "h", 1, frozenset(), 1)
+    st.slots[reg.slot] = reg
+    key = (4, 1 << 20, 1, 2, 8)
+    st.absorb_raw(reg, key, (10, 1000.0, 1e5, 90, 110, 0))
+    assert st.agg[key].count == 10
+    st.agg.clear()
+    st.activating = (1, 100, "r")
+    st.absorb_raw(reg, key, (15, 1500.0, 1.5e5, 90, 110, 0))  # old and new plan mixed
+    assert not st.agg
+    st.activating = None
+    st.absorb_raw(reg, key, (18, 1800.0, 1.8e5, 90, 110, 0))
+    assert st.agg[key].count == 3  # only what ran after the activation

@@ -15,14 +15,16 @@ from cclpilot.demo import converged_step, run_demo
 
 def test_live_tuning_beats_the_default_where_there_is_headroom(tmp_env: Path,
                                                                plugin_library: Path) -> None:
-    r = run_demo("a100-2x4", "ddp-gpt-1.3b-bf16", steps=160, seed=3, out_dir=tmp_env / "d")
+    r = run_demo("a100-2x4", "ddp-gpt-1.3b-bf16", steps=240, seed=3, out_dir=tmp_env / "d")
     assert r.plans_committed >= 1
-    assert r.converged_step is not None and r.converged_step < 120
+    # Each key runs once per step and every candidate needs its replicates: a few rounds of
+    # ~20 steps per candidate, then the final plan.
+    assert r.converged_step is not None and r.converged_step < 220
     # Published case: NCCL's Ring is far from the best here; live tuning must recover most of it.
     assert r.speedup_after_convergence() > 1.2
     assert r.steady_mean("live") <= 1.10 * r.steady_mean("oracle")
     saved = json.loads((tmp_env / "d" / "demo.json").read_text())
-    assert saved["schema"] == "cclpilot.demo/1" and len(saved["series_us"]["live"]) == 160
+    assert saved["schema"] == "cclpilot.demo/1" and len(saved["series_us"]["live"]) == 240
     assert (tmp_env / "d" / "daemon" / "decisions.jsonl").stat().st_size > 0
 
 

@@ -122,6 +122,13 @@ class CommState:
         """absorb_raw over a whole report's columns, in report order (the same arithmetic,
         without a call and two tuples per stat: this loop runs for every stat at volume)."""
         cumul = reg.cumul
+        if self.activating is not None:
+            # Between a commit and its activation on every rank, a rank's new samples mix the
+            # old plan and the new one: keep the counters current, credit nothing.
+            for sk, c, s, q, lo, hi, u in zip(m.keys, m.counts, m.sum_ns, m.sum_sq_ns, m.min_ns,
+                                              m.max_ns, m.untimed):
+                cumul[sk] = (c, s, q, lo, hi, u)
+            return
         agg = self.agg
         slot = reg.slot
         for sk, c, s, q, lo, hi, u in zip(m.keys, m.counts, m.sum_ns, m.sum_sq_ns, m.min_ns,
@@ -159,8 +166,8 @@ class CommState:
         else:  # first report, or counters went back (a restarted plugin): take it whole
             dc, ds, dq, du = cur[0], cur[1], cur[2], cur[5]
         reg.cumul[sk] = cur
-        if dc == 0 and du == 0:
-            return
+        if (dc == 0 and du == 0) or self.activating is not None:
+            return  # nothing new, or samples that straddle a plan change (see absorb_cols)
         a = self.agg.get(sk)
         if a is None:
             a = self.agg[sk] = Accum(min_ns=cur[3], max_ns=cur[4])

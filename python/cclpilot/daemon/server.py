@@ -142,6 +142,7 @@ class DaemonStats:
     comms_frozen: int = 0
     brain_failures: int = 0
     brain_slow: int = 0
+    internal_errors: int = 0
     commit_latency_s: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -333,19 +334,26 @@ class Daemon:
                         self.artifacts.event(st.job, comm, "rank_absent",
                                              {"silent_s": now - peer.last_seen})
         ask_every = self.config.ask_interval_ms / 1000.0
-        for st in self.comms.values():
-            rnd = st.round
-            if rnd is not None:
-                if now >= rnd.deadline:
-                    self._decide(st, timeout_verdict(rnd, self.config.ack_timeout_ms / 1000.0))
-                elif not rnd.resent and now - rnd.sent_at > (rnd.deadline - rnd.sent_at) / 3:
-                    # PREPARE is idempotent: a lost one costs a third of the timeout, not a plan.
-                    rnd.resent = True
-                    self._send_prepare(st, rnd, only_missing=True)
-            if st.info is not None and not st.brain_busy and (
-                    st.pending_keys or st.pending_outcomes or st.agg
-                    or now - st.last_ask >= ask_every):
-                self._submit(st, now)
+        for st in list(self.comms.values()):
+            try:
+                self._comm_timers(st, now, ask_every)
+            except Exception:  # one communicator's failure must not stop the others' plans
+                self.stats.internal_errors += 1
+                log.exception("comm %016x: timer work failed", st.comm)
+
+    def _comm_timers(self, st: CommState, now: float, ask_every: float) -> None:
+        rnd = st.round
+        if rnd is not None:
+            if now >= rnd.deadline:
+                self._decide(st, timeout_verdict(rnd, self.config.ack_timeout_ms / 1000.0))
+            elif not rnd.resent and now - rnd.sent_at > (rnd.deadline - rnd.sent_at) / 3:
+                # PREPARE is idempotent: a lost one costs a third of the timeout, not a plan.
+                rnd.resent = True
+                self._send_prepare(st, rnd, only_missing=True)
+        if st.info is not None and not st.brain_busy and (
+                st.pending_keys or st.pending_outcomes or st.agg
+                or now - st.last_ask >= ask_every):
+            self._submit(st, now)
 
     # ---- sending ----------------------------------------------------------------------------
 
@@ -382,7 +390,11 @@ class Daemon:
         if fast is not None:
             self.stats.by_type["MEASUREMENTS"] += 1
             self._touch(identity)
-            self._on_measurements_raw(identity, fast)
+            try:
+                self._on_measurements_raw(identity, fast)
+            except Exception:  # as for _dispatch: one bad report never ends the loop
+                self.stats.internal_errors += 1
+                log.exception("internal error handling MEASUREMENTS")
             return
         try:
             # The fast parser declined: not MEASUREMENTS, or invalid, or unusual in a way it
@@ -561,6 +573,14 @@ class Daemon:
             return
         # A plan this daemon never prepared (or prepared in a life whose journal is gone): no
         # COMMIT for it can exist, since commits are journaled first, so aborting is safe.
+        # Only a registered rank's ACK for a plausible plan id is journaled; anything else is
+        # answered without touching the disk, so a flood or a wild id cannot grow the journal or
+        # push the next plan id out of range.
+        registered = st is not None and st.slot_of(identity) is not None
+        if not registered or msg.plan > self.journal.max_plan.get(msg.comm, 0) + 1:
+            self._send_decision(identity, msg.comm, msg.plan, False, msg.calls,
+                                "unknown plan: not prepared by this daemon")
+            return
         self.journal.note_plan_seen(msg.comm, msg.plan)
         job = st.job if st is not None else "?"
         d = self.journal.decide(job, msg.comm, msg.plan, False, msg.calls,
@@ -646,6 +666,16 @@ class Daemon:
         activate_at = choose_activate_at(st.max_calls, st.max_calls_time, st.rate, now, rtt,
                                          cfg.lead_margin_ms / 1000.0, cfg.min_lead_calls)
         plan = self.journal.next_plan_id(st.comm)
+        # The message is built (and so validated) before anything is journaled: a proposal the
+        # protocol cannot carry (too many rules, call counts at the end of the u64 range) is
+        # refused here and told to the brain, never half-recorded.
+        try:
+            encode(Prepare(comm=st.comm, plan=plan, activate_at=activate_at,
+                           rules=list(prop.rules)))
+        except (ValueError, ProtocolError) as e:
+            self._warn.warn("proposal", "comm %016x: proposal not sent: %s", st.comm, e)
+            st.pending_outcomes.append((0, False, f"not prepared: {e}"))
+            return
         self.journal.record_prepare(st.job, st.comm, plan, activate_at, prop.reason)
         self.artifacts.plan(st.job, st.comm, plan, activate_at, prop.rules, prop.reason)
         timeout = cfg.ack_timeout_ms / 1000.0
@@ -699,8 +729,9 @@ class Daemon:
                 for key, cost, first in job.keys:
                     brain.on_key(key, cost, first)
                 for plan, committed, reason in job.outcomes:
-                    if plan > 0:
-                        brain.on_plan_outcome(plan, committed, reason)
+                    # Plan 0: the proposal was refused before any PREPARE; the brain must still
+                    # hear of it, or it would wait for that outcome for ever.
+                    brain.on_plan_outcome(plan, committed, reason)
                 if job.observations:
                     brain.tell(job.observations)
                 if job.may_ask:
@@ -728,7 +759,11 @@ class Daemon:
             st = self.comms[comm]
             st.brain_busy = False
             if proposal is not None:
-                self._start_plan(st, proposal)
+                try:
+                    self._start_plan(st, proposal)
+                except Exception:  # a daemon bug on one communicator must not stop the rest
+                    self.stats.internal_errors += 1
+                    log.exception("comm %016x: starting a plan failed", comm)
 
     # ---- introspection (tests, benchmarks) --------------------------------------------------
 
