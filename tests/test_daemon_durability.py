@@ -114,3 +114,33 @@ def test_samples_straddling_a_plan_change_are_not_credited() -> None:
     st.activating = None
     st.absorb_raw(reg, key, (18, 1800.0, 1.8e5, 90, 110, 0))
     assert st.agg[key].count == 3  # only what ran after the activation
+
+
+# ---- overload: cumulative reports superseded, plan answers first ------------------------------
+
+def test_queued_reports_of_one_sender_collapse_to_the_newest(tmp_path: Path) -> None:
+    from cclpilot.daemon.server import Daemon, DaemonConfig, _measurement_owner, _urgent
+    from cclpilot.proto.codec import encode
+    from cclpilot.proto.messages import Ack, Hello
+
+    d = Daemon(DaemonConfig(run_dir=tmp_path / "run", ipc_dir=tmp_path / "ipc"))  # not started
+    try:
+        hello = Hello(version=[1, 0], features=["measure", "plans"], job="j", comm=COMM,
+                      n_ranks=2, n_nodes=1, rank=0, host="h", pid=1, nccl_version=0,
+                      tuner_abi=6, profiler_abi=6)
+        reports = [[b"peer-a", encode(Measurements(comm=COMM, calls=c, dropped=0, stats=[]))]
+                   for c in (10, 20, 30)]
+        other = [b"peer-b", encode(Measurements(comm=COMM, calls=5, dropped=0, stats=[]))]
+        ack = [b"peer-a", encode(Ack(comm=COMM, plan=1, ok=True, calls=30, seq_hash=0,
+                                     reason=""))]
+        assert _urgent(ack) and not _urgent(reports[0])
+        assert _measurement_owner(reports[0]) == _measurement_owner(reports[2])
+        assert _measurement_owner(reports[0]) != _measurement_owner(other)
+        assert _measurement_owner(ack) is None
+        d._on_batch([[b"peer-a", encode(hello)]])
+        d._on_batch([*reports, other])
+        st = d.comms[COMM]
+        assert st.slots[("r", 0)].last_calls == 30  # the newest report was the one read
+        assert d.stats.superseded == 2 and d.stats.received == 5
+    finally:
+        d._shutdown()

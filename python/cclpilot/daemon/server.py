@@ -70,6 +70,39 @@ from cclpilot.proto.version import PROTOCOL_MAJOR, PROTOCOL_MINOR
 log = logging.getLogger("cclpilot.daemon")
 
 
+# Canonical encodings start with the map header and the "t" field (PROTOCOL.md part 2), so an
+# ACK or HELLO can be recognised from its first bytes without decoding. A non-canonical one is
+# simply not fast-tracked; it is decoded in its turn like everything else.
+_ACK_HEAD = b"\xa1t\xa3ACK"
+_HELLO_HEAD = b"\xa1t\xa5HELLO"
+
+
+_MEAS_HEAD = b"\xa1t\xacMEASUREMENTS\xa4comm"
+_UINT_LEN = {0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9}
+
+
+def _measurement_owner(frames: list[bytes]) -> tuple[bytes, bytes] | None:
+    """(connection, encoded comm) of a canonically encoded MEASUREMENTS, else None."""
+    if len(frames) != 2:
+        return None
+    data = frames[1]
+    start = 1 + len(_MEAS_HEAD)
+    if data[1:start] != _MEAS_HEAD or len(data) <= start:
+        return None
+    kind = data[start]
+    size = 1 if kind < 0x80 else _UINT_LEN.get(kind, 0)
+    if size == 0 or len(data) < start + size:
+        return None
+    return frames[0], data[start:start + size]
+
+
+def _urgent(frames: list[bytes]) -> bool:
+    if len(frames) != 2:
+        return False
+    head = frames[1][1:9]
+    return head.startswith(_ACK_HEAD) or head == _HELLO_HEAD
+
+
 @dataclass
 class DaemonConfig:
     """Everything a daemon run depends on; recorded in run.json (except the brain factory)."""
@@ -143,6 +176,7 @@ class DaemonStats:
     brain_failures: int = 0
     brain_slow: int = 0
     internal_errors: int = 0
+    superseded: int = 0  # MEASUREMENTS skipped because a newer one of the same sender was queued
     commit_latency_s: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -153,7 +187,8 @@ class DaemonStats:
                 "errors_from_peers": self.errors_from_peers,
                 "plans_committed": self.plans_committed, "plans_aborted": self.plans_aborted,
                 "comms_frozen": self.comms_frozen, "brain_failures": self.brain_failures,
-                "brain_slow": self.brain_slow, "commit_latency_p99_s": p99}
+                "brain_slow": self.brain_slow, "internal_errors": self.internal_errors,
+                "superseded": self.superseded, "commit_latency_p99_s": p99}
 
 
 def default_run_dir() -> Path:
@@ -299,12 +334,13 @@ class Daemon:
         try:
             while not self._stop.is_set():
                 if poller.poll(10):
-                    for _ in range(2000):  # bounded, so timers still run under flood
+                    batch: list[list[bytes]] = []
+                    for _ in range(20_000):  # bounded, so timers still run under flood
                         try:
-                            frames = self._sock.recv_multipart(zmq.NOBLOCK)
+                            batch.append(self._sock.recv_multipart(zmq.NOBLOCK))
                         except zmq.Again:
                             break
-                        self._on_frames(frames)
+                    self._on_batch(batch)
                 now = time.monotonic()
                 self._drain_results(now)
                 self._timers(now)
@@ -432,6 +468,33 @@ class Daemon:
             log.exception("internal error handling %s", msg.t)
             self._error(identity, "internal", f"daemon failed on {msg.t}: {e!r}", msg.t,
                         getattr(msg, "comm", None))
+
+    def _on_batch(self, batch: list[list[bytes]]) -> None:
+        """Handles what arrived since the last poll, with overload in mind.
+
+        Plan answers and registrations go first: behind a backlog of measurement reports an ACK
+        waiting its turn would time its round out. MEASUREMENTS are cumulative (PROTOCOL.md), so
+        of several reports from one connection about one communicator only the newest matters;
+        the older ones are skipped unread, which is what keeps a daemon that falls behind from
+        falling further behind."""
+        newest: dict[tuple[bytes, bytes], int] = {}
+        for i, frames in enumerate(batch):
+            owner = _measurement_owner(frames)
+            if owner is not None:
+                newest[owner] = i
+        for frames in batch:
+            if _urgent(frames):
+                self._on_frames(frames)
+        for i, frames in enumerate(batch):
+            if _urgent(frames):
+                continue
+            owner = _measurement_owner(frames)
+            if owner is not None and newest[owner] != i:
+                self.stats.received += 1
+                self.stats.superseded += 1
+                self._touch(frames[0])
+                continue
+            self._on_frames(frames)
 
     def _touch(self, identity: bytes) -> None:
         now = time.monotonic()
