@@ -144,3 +144,21 @@ def test_queued_reports_of_one_sender_collapse_to_the_newest(tmp_path: Path) -> 
         assert d.stats.superseded == 2 and d.stats.received == 5
     finally:
         d._shutdown()
+
+
+def test_quiet_connections_without_registrations_are_forgotten(tmp_path: Path) -> None:
+    import time
+
+    from cclpilot.daemon.registry import Peer as PeerState
+    from cclpilot.daemon.server import Daemon, DaemonConfig
+
+    d = Daemon(DaemonConfig(run_dir=tmp_path / "run", ipc_dir=tmp_path / "ipc"))  # not started
+    try:
+        now = time.monotonic()
+        d.peers[b"old"] = PeerState(b"old", now - 120.0)
+        d.peers[b"recent"] = PeerState(b"recent", now - 1.0)
+        d.peers[b"registered"] = PeerState(b"registered", now - 120.0, regs={COMM})
+        d._timers(now)
+        assert set(d.peers) == {b"recent", b"registered"}
+    finally:
+        d._shutdown()

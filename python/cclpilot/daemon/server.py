@@ -352,6 +352,12 @@ class Daemon:
 
     def _timers(self, now: float) -> None:
         hb = self.config.heartbeat_ms / 1000.0
+        # Connections that registered nothing (left behind by a reconnect, or that only ever
+        # sent junk) are forgotten once quiet, so reconnects and scans never grow memory.
+        stale = [ident for ident, peer in self.peers.items()
+                 if not peer.regs and now - peer.last_seen > max(30.0, 10 * hb)]
+        for ident in stale:
+            del self.peers[ident]
         for peer in self.peers.values():
             if not peer.regs:
                 continue
