@@ -37,6 +37,12 @@ def test_live_tuning_never_loses_without_headroom(tmp_env: Path, plugin_library:
     assert float(np.mean(ratio)) <= 1.01
 
 
+def test_short_run_does_not_claim_convergence(tmp_env: Path, plugin_library: Path) -> None:
+    r = run_demo("a100-2x4", "ddp-gpt-1.3b-bf16", steps=30, seed=3, out_dir=tmp_env / "d")
+    # Exploration needs far more than 30 steps here: the report must not pretend otherwise.
+    assert r.converged_step is None or r.converged_step < 30
+
+
 def test_converged_step() -> None:
     series = np.concatenate([np.full(30, 2.0), np.full(70, 1.0)])
     assert converged_step(series) == 30

@@ -160,7 +160,9 @@ def run_demo(cluster: str = DEFAULT_CLUSTER, workload: str = DEFAULT_WORKLOAD,
     # every key has converged). Without any committed plan, the step from which the live/default
     # ratio stopped moving (both runs see the same seeded noise, which the ratio cancels).
     steps_to_converge = last_plan_step
-    if steps_to_converge is None:
+    if steps_to_converge is not None and steps_to_converge >= steps:
+        steps_to_converge = None  # the final plan was committed for a step the run never reached
+    elif steps_to_converge is None:
         settled = converged_step(live.step_comm_us[1:] / default.step_comm_us[1:])
         steps_to_converge = None if settled is None else settled + 1
     result = DemoResult(cluster, resolved.name, steps, seed, series, steps_to_converge,
@@ -186,7 +188,8 @@ def format_demo(r: DemoResult, buckets: int = 10) -> str:
     else:
         lines.append(f"live tuning converged after {r.converged_step} steps "
                      f"({r.plans_committed} plan(s) committed, {r.plans_aborted} aborted)")
-    lines.append(f"after convergence: NCCL default {r.steady_mean('default') / 1000:.3f} ms, "
+    stretch = "after convergence" if r.converged_step is not None else "over the run (not converged)"
+    lines.append(f"{stretch}: NCCL default {r.steady_mean('default') / 1000:.3f} ms, "
                  f"live {r.steady_mean('live') / 1000:.3f} ms, oracle "
                  f"{r.steady_mean('oracle') / 1000:.3f} ms per step")
     lines.append(f"speedup over NCCL default {r.speedup_after_convergence():.3f}x, regret against "
