@@ -344,7 +344,15 @@ typedef struct {
 } field_desc;
 
 typedef struct schema schema;
-typedef cp_result (*cross_fn)(const void* s, const char* path, cp_decode_error* err);
+/* A field path, built on the stack while descending and rendered to text only for an error:
+ * formatting every path eagerly cost ~90% of decoding a large MEASUREMENTS or PREPARE. */
+typedef struct path_seg {
+  const struct path_seg* up;  /* NULL at the message's top level */
+  const char* name;           /* a field name, or NULL for an array index */
+  size_t index;
+} path_seg;
+
+typedef cp_result (*cross_fn)(const void* s, const path_seg* path, cp_decode_error* err);
 struct schema {
   const char* name;
   const field_desc* fields;
@@ -370,10 +378,10 @@ struct schema {
 
 #define I32MAX ((int64_t)INT32_MAX)
 
-static cp_result cross_hello(const void* s, const char* path, cp_decode_error* err);
-static cp_result cross_stat(const void* s, const char* path, cp_decode_error* err);
-static cp_result cross_rule(const void* s, const char* path, cp_decode_error* err);
-static cp_result cross_ack(const void* s, const char* path, cp_decode_error* err);
+static cp_result cross_hello(const void* s, const path_seg* path, cp_decode_error* err);
+static cp_result cross_stat(const void* s, const path_seg* path, cp_decode_error* err);
+static cp_result cross_rule(const void* s, const path_seg* path, cp_decode_error* err);
+static cp_result cross_ack(const void* s, const path_seg* path, cp_decode_error* err);
 
 static const field_desc k_hello_f[] = {
     TAG,
@@ -549,23 +557,34 @@ typedef CP_STR_T(1) str_probe;
 #define STR_LEN(base, off) ((uint32_t*)((char*)(base) + (off) + offsetof(str_probe, len)))
 #define STR_DATA(base, off) ((char*)(base) + (off) + offsetof(str_probe, data))
 
-/* Field paths are bounded (cp_decode_error.field); a deep path is cut, never overflowed. */
-#if defined(__GNUC__)
-__attribute__((format(printf, 3, 4)))
-#endif
-static void fmt_path(char* out, size_t cap, const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(out, cap, fmt, ap);
-  va_end(ap);
+/* Renders a path as PROTOCOL.md writes it ("rules.3.arms.0.algo") into out[0..cap), cut (never
+ * overflowed) when deeper than cap allows, as cp_decode_error.field is bounded. Returns the
+ * rendered length. Recursion depth is bounded by the schema's nesting, not by the input. */
+static size_t path_put(const path_seg* p, char* out, size_t cap) {
+  if (p == NULL) return 0;
+  size_t n = path_put(p->up, out, cap);
+  char num[24];
+  const char* text = p->name;
+  if (text == NULL) {
+    snprintf(num, sizeof num, "%zu", p->index);
+    text = num;
+  }
+  if (n > 0 && n + 1 < cap) out[n++] = '.';
+  for (const char* c = text; *c != '\0' && n + 1 < cap; c++) out[n++] = *c;
+  out[n] = '\0';
+  return n;
 }
 
-static void path_join(char* out, size_t cap, const char* path, const char* name) {
-  fmt_path(out, cap, "%s%s%s", path, path[0] ? "." : "", name);
+#define PATH_CAP 64
+static const char* path_text(const path_seg* p, char* out) {
+  out[0] = '\0';
+  path_put(p, out, PATH_CAP);
+  return out;
 }
-static void path_index(char* out, size_t cap, const char* path, const char* name, size_t i) {
-  fmt_path(out, cap, "%s%s%s.%zu", path, path[0] ? "." : "", name, i);
-}
+/* The rendered path, valid until the end of the enclosing block (a compound literal). */
+#define WHERE(p) path_text((p), (char[PATH_CAP]){0})
+#define FIELD_SEG(up_, name_) ((path_seg){.up = (up_), .name = (name_), .index = 0})
+#define INDEX_SEG(up_, i_) ((path_seg){.up = (up_), .name = NULL, .index = (size_t)(i_)})
 
 /* ---- validation (decoder after parsing, encoder before packing) -------------------------------- */
 
@@ -579,13 +598,12 @@ static bool feature_name_ok(const char* s, uint32_t n) {
   return true;
 }
 
-static cp_result validate_struct(const schema* sc, const void* s, const char* path,
+static cp_result validate_struct(const schema* sc, const void* s, const path_seg* path,
                                  cp_decode_error* err);
 
-static cp_result validate_field(const field_desc* f, const void* s, const char* path,
+static cp_result validate_field(const field_desc* f, const void* s, const path_seg* path,
                                 cp_decode_error* err) {
-  char where[64];
-  path_join(where, sizeof where, path, f->name);
+  const path_seg here = FIELD_SEG(path, f->name);
   const char* base = (const char*)s;
   if (f->nullable && !*(const bool*)(base + f->has_off)) return CP_OK;
   switch (f->kind) {
@@ -597,7 +615,7 @@ static cp_result validate_field(const field_desc* f, const void* s, const char* 
     case F_UINT: {
       uint64_t v = load_u(base + f->off, f->size);
       if (v < f->umin || v > f->umax) {
-        set_err(err, CP_EC_BAD_VALUE, where, "%s = %llu is outside %llu..%llu", where,
+        set_err(err, CP_EC_BAD_VALUE, WHERE(&here), "%s = %llu is outside %llu..%llu", WHERE(&here),
                 (unsigned long long)v, (unsigned long long)f->umin, (unsigned long long)f->umax);
         return CP_ERR_INVALID;
       }
@@ -606,7 +624,7 @@ static cp_result validate_field(const field_desc* f, const void* s, const char* 
     case F_INT: {
       int64_t v = load_i(base + f->off, f->size);
       if (v < f->imin || v > f->imax) {
-        set_err(err, CP_EC_BAD_VALUE, where, "%s = %lld is outside %lld..%lld", where, (long long)v,
+        set_err(err, CP_EC_BAD_VALUE, WHERE(&here), "%s = %lld is outside %lld..%lld", WHERE(&here), (long long)v,
                 (long long)f->imin, (long long)f->imax);
         return CP_ERR_INVALID;
       }
@@ -616,7 +634,7 @@ static cp_result validate_field(const field_desc* f, const void* s, const char* 
       double v;
       memcpy(&v, base + f->off, sizeof v);
       if (!isfinite(v) || (f->nonneg && v < 0.0)) {
-        set_err(err, CP_EC_BAD_VALUE, where, "%s = %g; it must be a finite number%s", where, v,
+        set_err(err, CP_EC_BAD_VALUE, WHERE(&here), "%s = %g; it must be a finite number%s", WHERE(&here), v,
                 f->nonneg ? " >= 0" : "");
         return CP_ERR_INVALID;
       }
@@ -625,16 +643,16 @@ static cp_result validate_field(const field_desc* f, const void* s, const char* 
     case F_STR: {
       uint32_t n = *STR_LEN(s, f->off);
       if (n > f->smax) {
-        set_err(err, CP_EC_LIMIT, where, "%s is %u bytes, above its maximum of %u", where, n,
+        set_err(err, CP_EC_LIMIT, WHERE(&here), "%s is %u bytes, above its maximum of %u", WHERE(&here), n,
                 f->smax);
         return CP_ERR_INVALID;
       }
       if (n < f->smin) {
-        set_err(err, CP_EC_BAD_VALUE, where, "%s must not be empty", where);
+        set_err(err, CP_EC_BAD_VALUE, WHERE(&here), "%s must not be empty", WHERE(&here));
         return CP_ERR_INVALID;
       }
       if (!utf8_valid((const uint8_t*)STR_DATA(s, f->off), n)) {
-        set_err(err, CP_EC_BAD_VALUE, where, "%s is not valid UTF-8", where);
+        set_err(err, CP_EC_BAD_VALUE, WHERE(&here), "%s is not valid UTF-8", WHERE(&here));
         return CP_ERR_INVALID;
       }
       return CP_OK;
@@ -643,7 +661,7 @@ static cp_result validate_field(const field_desc* f, const void* s, const char* 
       cp_error_code c;
       memcpy(&c, base + f->off, sizeof c);
       if ((int)c <= CP_EC_NONE || c >= CP_EC_COUNT) {
-        set_err(err, CP_EC_BAD_VALUE, where, "%s %d is not an error code", where, (int)c);
+        set_err(err, CP_EC_BAD_VALUE, WHERE(&here), "%s %d is not an error code", WHERE(&here), (int)c);
         return CP_ERR_INVALID;
       }
       return CP_OK;
@@ -652,21 +670,20 @@ static cp_result validate_field(const field_desc* f, const void* s, const char* 
       uint32_t n = *(const uint32_t*)(base + f->aux);
       const cp_str_feature* fs = (const cp_str_feature*)(base + f->off);
       if (n > CP_MAX_FEATURES) {
-        set_err(err, CP_EC_LIMIT, where, "%u features exceed MAX_FEATURES=%u", n, CP_MAX_FEATURES);
+        set_err(err, CP_EC_LIMIT, WHERE(&here), "%u features exceed MAX_FEATURES=%u", n, CP_MAX_FEATURES);
         return CP_ERR_INVALID;
       }
       for (uint32_t i = 0; i < n; i++) {
-        char at[64];
-        path_index(at, sizeof at, path, f->name, i);
+        const path_seg at = INDEX_SEG(&here, i);
         if (fs[i].len > CP_MAX_FEATURE_BYTES) {
-          set_err(err, CP_EC_LIMIT, at, "feature name of %u bytes exceeds MAX_FEATURE_BYTES=%u",
+          set_err(err, CP_EC_LIMIT, WHERE(&at), "feature name of %u bytes exceeds MAX_FEATURE_BYTES=%u",
                   fs[i].len, CP_MAX_FEATURE_BYTES);
           return CP_ERR_INVALID;
         }
         if (!feature_name_ok(fs[i].data, fs[i].len)) {
           char name[48];
           safe_copy(name, sizeof name, fs[i].data, fs[i].len);
-          set_err(err, CP_EC_BAD_VALUE, at, "feature '%s' does not match [a-z0-9][a-z0-9_.-]*",
+          set_err(err, CP_EC_BAD_VALUE, WHERE(&at), "feature '%s' does not match [a-z0-9][a-z0-9_.-]*",
                   name);
           return CP_ERR_INVALID;
         }
@@ -674,7 +691,7 @@ static cp_result validate_field(const field_desc* f, const void* s, const char* 
           if (fs[j].len == fs[i].len && memcmp(fs[j].data, fs[i].data, fs[i].len) == 0) {
             char name[48];
             safe_copy(name, sizeof name, fs[i].data, fs[i].len);
-            set_err(err, CP_EC_BAD_VALUE, at, "feature '%s' is listed twice", name);
+            set_err(err, CP_EC_BAD_VALUE, WHERE(&at), "feature '%s' is listed twice", name);
             return CP_ERR_INVALID;
           }
         }
@@ -688,9 +705,8 @@ static cp_result validate_field(const field_desc* f, const void* s, const char* 
         for (int p = 0; p < CP_COST_PROTOS; p++) {
           double v = cost[a][p];
           if (!isfinite(v) || (v < 0.0 && v != -1.0)) {
-            char at[64];
-            fmt_path(at, sizeof at, "%s.%d.%d", where, a, p);
-            set_err(err, CP_EC_BAD_VALUE, at,
+            const path_seg row = INDEX_SEG(&here, a), at = INDEX_SEG(&row, p);
+            set_err(err, CP_EC_BAD_VALUE, WHERE(&at),
                     "cost[%d][%d] = %g: a cost is finite and >= 0, or exactly -1.0 for a "
                     "combination NCCL ignores", a, p, v);
             return CP_ERR_INVALID;
@@ -707,21 +723,20 @@ static cp_result validate_field(const field_desc* f, const void* s, const char* 
       memcpy(&arr, base + f->off, sizeof arr);
       const uint32_t max = stats ? CP_MAX_STATS : CP_MAX_RULES;
       if (n > max) {
-        set_err(err, CP_EC_LIMIT, where, "%u %s exceed %s=%u", n, f->name,
+        set_err(err, CP_EC_LIMIT, WHERE(&here), "%u %s exceed %s=%u", n, f->name,
                 stats ? "MAX_STATS" : "MAX_RULES", max);
         return CP_ERR_INVALID;
       }
       if (n > 0 && arr == NULL) {
-        set_err(err, CP_EC_BAD_VALUE, where, "%s counts %u entries but the array is NULL", where,
+        set_err(err, CP_EC_BAD_VALUE, WHERE(&here), "%s counts %u entries but the array is NULL", WHERE(&here),
                 n);
         return CP_ERR_INVALID;
       }
       for (uint32_t i = 0; i < n; i++) {
-        char at[64];
-        path_index(at, sizeof at, path, f->name, i);
+        const path_seg at = INDEX_SEG(&here, i);
         const void* el = stats ? (const void*)((const cp_wire_stat*)arr + i)
                                : (const void*)((const cp_rule*)arr + i);
-        CP_CHECK(validate_struct(stats ? &k_stat_schema : &k_rule_schema, el, at, err));
+        CP_CHECK(validate_struct(stats ? &k_stat_schema : &k_rule_schema, el, &at, err));
       }
       return CP_OK;
     }
@@ -729,18 +744,17 @@ static cp_result validate_field(const field_desc* f, const void* s, const char* 
       int n;
       memcpy(&n, base + f->aux, sizeof n);
       if (n > CP_MAX_ARMS) {
-        set_err(err, CP_EC_LIMIT, where, "%d arms exceed MAX_ARMS=%d", n, CP_MAX_ARMS);
+        set_err(err, CP_EC_LIMIT, WHERE(&here), "%d arms exceed MAX_ARMS=%d", n, CP_MAX_ARMS);
         return CP_ERR_INVALID;
       }
       if (n < 1) {
-        set_err(err, CP_EC_BAD_VALUE, where, "a rule needs 1..%d arms, has %d", CP_MAX_ARMS, n);
+        set_err(err, CP_EC_BAD_VALUE, WHERE(&here), "a rule needs 1..%d arms, has %d", CP_MAX_ARMS, n);
         return CP_ERR_INVALID;
       }
       const cp_arm* arms = (const cp_arm*)(base + f->off);
       for (int i = 0; i < n; i++) {
-        char at[64];
-        path_index(at, sizeof at, path, f->name, (size_t)i);
-        CP_CHECK(validate_struct(&k_arm_schema, &arms[i], at, err));
+        const path_seg at = INDEX_SEG(&here, i);
+        CP_CHECK(validate_struct(&k_arm_schema, &arms[i], &at, err));
       }
       return CP_OK;
     }
@@ -748,13 +762,13 @@ static cp_result validate_field(const field_desc* f, const void* s, const char* 
   return CP_ERR_INTERNAL;
 }
 
-static cp_result validate_struct(const schema* sc, const void* s, const char* path,
+static cp_result validate_struct(const schema* sc, const void* s, const path_seg* path,
                                  cp_decode_error* err) {
   for (int i = 0; i < sc->n_fields; i++) CP_CHECK(validate_field(&sc->fields[i], s, path, err));
   return sc->cross ? sc->cross(s, path, err) : CP_OK;
 }
 
-static cp_result cross_hello(const void* s, const char* path, cp_decode_error* err) {
+static cp_result cross_hello(const void* s, const path_seg* path, cp_decode_error* err) {
   const cp_msg_hello* h = s;
   if (h->n_nodes > h->n_ranks) {
     set_err(err, CP_EC_BAD_VALUE, "n_nodes", "n_nodes (%d) exceeds n_ranks (%d)", h->n_nodes,
@@ -769,12 +783,11 @@ static cp_result cross_hello(const void* s, const char* path, cp_decode_error* e
   return CP_OK;
 }
 
-static cp_result cross_stat(const void* s, const char* path, cp_decode_error* err) {
+static cp_result cross_stat(const void* s, const path_seg* path, cp_decode_error* err) {
   const cp_wire_stat* st = s;
-  char where[64];
   if (st->count > 0 && st->min_ns > st->max_ns) {
-    path_join(where, sizeof where, path, "min_ns");
-    set_err(err, CP_EC_BAD_VALUE, where, "min_ns (%llu) exceeds max_ns (%llu)",
+    const path_seg at = FIELD_SEG(path, "min_ns");
+    set_err(err, CP_EC_BAD_VALUE, WHERE(&at), "min_ns (%llu) exceeds max_ns (%llu)",
             (unsigned long long)st->min_ns, (unsigned long long)st->max_ns);
     return CP_ERR_INVALID;
   }
@@ -782,20 +795,19 @@ static cp_result cross_stat(const void* s, const char* path, cp_decode_error* er
     bool empty = st->sum_ns == 0.0 && st->sum_sq_ns == 0.0;
     for (int b = 0; b < CP_HIST_BUCKETS && empty; b++) empty = st->hist[b] == 0;
     if (!empty) {
-      path_join(where, sizeof where, path, "count");
-      set_err(err, CP_EC_BAD_VALUE, where, "count is 0 but sums or histogram are not empty");
+      const path_seg at = FIELD_SEG(path, "count");
+      set_err(err, CP_EC_BAD_VALUE, WHERE(&at), "count is 0 but sums or histogram are not empty");
       return CP_ERR_INVALID;
     }
   }
   return CP_OK;
 }
 
-static cp_result cross_rule(const void* s, const char* path, cp_decode_error* err) {
+static cp_result cross_rule(const void* s, const path_seg* path, cp_decode_error* err) {
   const cp_rule* r = s;
-  char where[64];
   if (r->min_bytes > r->max_bytes) {
-    path_join(where, sizeof where, path, "min_bytes");
-    set_err(err, CP_EC_BAD_VALUE, where, "min_bytes (%llu) exceeds max_bytes (%llu)",
+    const path_seg at = FIELD_SEG(path, "min_bytes");
+    set_err(err, CP_EC_BAD_VALUE, WHERE(&at), "min_bytes (%llu) exceeds max_bytes (%llu)",
             (unsigned long long)r->min_bytes, (unsigned long long)r->max_bytes);
     return CP_ERR_INVALID;
   }
@@ -803,8 +815,8 @@ static cp_result cross_rule(const void* s, const char* path, cp_decode_error* er
   static const char* const names[3] = {"n_nodes", "n_ranks", "num_pipe_ops"};
   for (int i = 0; i < 3; i++) {
     if (filters[i] == 0) {
-      path_join(where, sizeof where, path, names[i]);
-      set_err(err, CP_EC_BAD_VALUE, where, "%s is 0: use -1 for any, or a positive exact value",
+      const path_seg at = FIELD_SEG(path, names[i]);
+      set_err(err, CP_EC_BAD_VALUE, WHERE(&at), "%s is 0: use -1 for any, or a positive exact value",
               names[i]);
       return CP_ERR_INVALID;
     }
@@ -812,7 +824,7 @@ static cp_result cross_rule(const void* s, const char* path, cp_decode_error* er
   return CP_OK;
 }
 
-static cp_result cross_ack(const void* s, const char* path, cp_decode_error* err) {
+static cp_result cross_ack(const void* s, const path_seg* path, cp_decode_error* err) {
   const cp_msg_ack* a = s;
   if (a->ok != (a->reason.len == 0)) {
     set_err(err, CP_EC_BAD_VALUE, "reason",
@@ -829,7 +841,7 @@ cp_result cp_msg_validate(const cp_msg* msg, cp_decode_error* err) {
             msg ? (int)msg->type : -1);
     return CP_ERR_INVALID;
   }
-  return validate_struct(&k_msg_schemas[msg->type], &msg->u, "", err);
+  return validate_struct(&k_msg_schemas[msg->type], &msg->u, NULL, err);
 }
 
 /* ---- stage 6: parse msgpack objects into structs ------------------------------------------------ */
@@ -856,36 +868,36 @@ static const char* obj_type_name(const msgpack_object* o) {
   }
 }
 
-static cp_result wrong_type(cp_decode_error* err, const char* where, const char* want,
+static cp_result wrong_type(cp_decode_error* err, const path_seg* at, const char* want,
                             const msgpack_object* o) {
-  set_err(err, CP_EC_WRONG_TYPE, where, "%s must be %s, got a msgpack %s", where, want,
+  set_err(err, CP_EC_WRONG_TYPE, WHERE(at), "%s must be %s, got a msgpack %s", WHERE(at), want,
           obj_type_name(o));
   return CP_ERR_PARSE;
 }
 
 /* Array length against a field's exact or maximum length: above -> limit, below -> bad_value. */
-static cp_result check_len(cp_decode_error* err, const char* where, uint32_t n, uint32_t lo,
+static cp_result check_len(cp_decode_error* err, const path_seg* at, uint32_t n, uint32_t lo,
                            uint32_t hi) {
   if (n > hi) {
-    set_err(err, CP_EC_LIMIT, where, "%s has %u entries, at most %u allowed", where, n, hi);
+    set_err(err, CP_EC_LIMIT, WHERE(at), "%s has %u entries, at most %u allowed", WHERE(at), n, hi);
     return CP_ERR_PARSE;
   }
   if (n < lo) {
-    set_err(err, CP_EC_BAD_VALUE, where, "%s has %u entries, at least %u required", where, n, lo);
+    set_err(err, CP_EC_BAD_VALUE, WHERE(at), "%s has %u entries, at least %u required", WHERE(at), n, lo);
     return CP_ERR_PARSE;
   }
   return CP_OK;
 }
 
-static cp_result parse_uint(const msgpack_object* o, const char* where, uint64_t lo, uint64_t hi,
+static cp_result parse_uint(const msgpack_object* o, const path_seg* at, uint64_t lo, uint64_t hi,
                             uint64_t* out, cp_decode_error* err) {
-  if (!is_int(o)) return wrong_type(err, where, "an integer", o);
+  if (!is_int(o)) return wrong_type(err, at, "an integer", o);
   if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER || o->via.u64 < lo || o->via.u64 > hi) {
     if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-      set_err(err, CP_EC_BAD_VALUE, where, "%s = %lld is outside %llu..%llu", where,
+      set_err(err, CP_EC_BAD_VALUE, WHERE(at), "%s = %lld is outside %llu..%llu", WHERE(at),
               (long long)o->via.i64, (unsigned long long)lo, (unsigned long long)hi);
     else
-      set_err(err, CP_EC_BAD_VALUE, where, "%s = %llu is outside %llu..%llu", where,
+      set_err(err, CP_EC_BAD_VALUE, WHERE(at), "%s = %llu is outside %llu..%llu", WHERE(at),
               (unsigned long long)o->via.u64, (unsigned long long)lo, (unsigned long long)hi);
     return CP_ERR_PARSE;
   }
@@ -893,12 +905,12 @@ static cp_result parse_uint(const msgpack_object* o, const char* where, uint64_t
   return CP_OK;
 }
 
-static cp_result parse_int(const msgpack_object* o, const char* where, int64_t lo, int64_t hi,
+static cp_result parse_int(const msgpack_object* o, const path_seg* at, int64_t lo, int64_t hi,
                            int64_t* out, cp_decode_error* err) {
-  if (!is_int(o)) return wrong_type(err, where, "an integer", o);
+  if (!is_int(o)) return wrong_type(err, at, "an integer", o);
   if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
     if (o->via.u64 > (uint64_t)INT64_MAX || (int64_t)o->via.u64 > hi || (int64_t)o->via.u64 < lo) {
-      set_err(err, CP_EC_BAD_VALUE, where, "%s = %llu is outside %lld..%lld", where,
+      set_err(err, CP_EC_BAD_VALUE, WHERE(at), "%s = %llu is outside %lld..%lld", WHERE(at),
               (unsigned long long)o->via.u64, (long long)lo, (long long)hi);
       return CP_ERR_PARSE;
     }
@@ -906,7 +918,7 @@ static cp_result parse_int(const msgpack_object* o, const char* where, int64_t l
     return CP_OK;
   }
   if (o->via.i64 < lo || o->via.i64 > hi) {
-    set_err(err, CP_EC_BAD_VALUE, where, "%s = %lld is outside %lld..%lld", where,
+    set_err(err, CP_EC_BAD_VALUE, WHERE(at), "%s = %lld is outside %lld..%lld", WHERE(at),
             (long long)o->via.i64, (long long)lo, (long long)hi);
     return CP_ERR_PARSE;
   }
@@ -914,18 +926,18 @@ static cp_result parse_int(const msgpack_object* o, const char* where, int64_t l
   return CP_OK;
 }
 
-static cp_result parse_f64(const msgpack_object* o, const char* where, double* out,
+static cp_result parse_f64(const msgpack_object* o, const path_seg* at, double* out,
                            cp_decode_error* err) {
-  if (!is_float(o)) return wrong_type(err, where, "a float", o);
+  if (!is_float(o)) return wrong_type(err, at, "a float", o);
   *out = o->via.f64; /* finiteness and sign are constraints: cp_msg_validate reports them */
   return CP_OK;
 }
 
-static cp_result parse_str(const msgpack_object* o, const char* where, uint32_t cap, char* data,
+static cp_result parse_str(const msgpack_object* o, const path_seg* at, uint32_t cap, char* data,
                            uint32_t* len, cp_decode_error* err) {
-  if (o->type != MSGPACK_OBJECT_STR) return wrong_type(err, where, "a string", o);
+  if (o->type != MSGPACK_OBJECT_STR) return wrong_type(err, at, "a string", o);
   if (o->via.str.size > cap) {
-    set_err(err, CP_EC_LIMIT, where, "%s is %u bytes, above its maximum of %u", where,
+    set_err(err, CP_EC_LIMIT, WHERE(at), "%s is %u bytes, above its maximum of %u", WHERE(at),
             o->via.str.size, cap);
     return CP_ERR_PARSE;
   }
@@ -936,12 +948,11 @@ static cp_result parse_str(const msgpack_object* o, const char* where, uint32_t 
 }
 
 static cp_result parse_struct(const schema* sc, const msgpack_object* o, void* dst,
-                              const char* path, cp_decode_error* err);
+                              const path_seg* path, cp_decode_error* err);
 
 static cp_result parse_field(const field_desc* f, const msgpack_object* v, void* dst,
-                             const char* path, cp_decode_error* err) {
-  char where[64];
-  path_join(where, sizeof where, path, f->name);
+                             const path_seg* path, cp_decode_error* err) {
+  const path_seg here = FIELD_SEG(path, f->name);
   char* base = (char*)dst;
   if (f->nullable) {
     bool has = v->type != MSGPACK_OBJECT_NIL;
@@ -953,61 +964,59 @@ static cp_result parse_field(const field_desc* f, const msgpack_object* v, void*
       return CP_OK; /* checked before the schema */
     case F_UINT: {
       uint64_t x = 0;
-      CP_CHECK(parse_uint(v, where, f->umin, f->umax, &x, err));
+      CP_CHECK(parse_uint(v, &here, f->umin, f->umax, &x, err));
       store_u(base + f->off, f->size, x);
       return CP_OK;
     }
     case F_INT: {
       int64_t x = 0;
-      CP_CHECK(parse_int(v, where, f->imin, f->imax, &x, err));
+      CP_CHECK(parse_int(v, &here, f->imin, f->imax, &x, err));
       store_i(base + f->off, f->size, x);
       return CP_OK;
     }
     case F_F64: {
       double x = 0.0;
-      CP_CHECK(parse_f64(v, where, &x, err));
+      CP_CHECK(parse_f64(v, &here, &x, err));
       memcpy(base + f->off, &x, sizeof x);
       return CP_OK;
     }
     case F_BOOL:
-      if (v->type != MSGPACK_OBJECT_BOOLEAN) return wrong_type(err, where, "a boolean", v);
+      if (v->type != MSGPACK_OBJECT_BOOLEAN) return wrong_type(err, &here, "a boolean", v);
       memcpy(base + f->off, &v->via.boolean, sizeof(bool));
       return CP_OK;
     case F_STR:
-      return parse_str(v, where, f->smax, STR_DATA(dst, f->off), STR_LEN(dst, f->off), err);
+      return parse_str(v, &here, f->smax, STR_DATA(dst, f->off), STR_LEN(dst, f->off), err);
     case F_ERRCODE: {
-      if (v->type != MSGPACK_OBJECT_STR) return wrong_type(err, where, "a string", v);
+      if (v->type != MSGPACK_OBJECT_STR) return wrong_type(err, &here, "a string", v);
       cp_error_code c = cp_error_code_from_name(v->via.str.ptr, v->via.str.size);
       if (c == CP_EC_NONE) {
         char name[48];
         safe_copy(name, sizeof name, v->via.str.ptr, v->via.str.size);
-        set_err(err, CP_EC_BAD_VALUE, where, "'%s' is not an error code of PROTOCOL.md", name);
+        set_err(err, CP_EC_BAD_VALUE, WHERE(&here), "'%s' is not an error code of PROTOCOL.md", name);
         return CP_ERR_PARSE;
       }
       memcpy(base + f->off, &c, sizeof c);
       return CP_OK;
     }
     case F_VERSION: {
-      if (v->type != MSGPACK_OBJECT_ARRAY) return wrong_type(err, where, "an array", v);
-      CP_CHECK(check_len(err, where, v->via.array.size, 2, 2));
+      if (v->type != MSGPACK_OBJECT_ARRAY) return wrong_type(err, &here, "an array", v);
+      CP_CHECK(check_len(err, &here, v->via.array.size, 2, 2));
       uint64_t mm[2];
       for (int i = 0; i < 2; i++) {
-        char at[64];
-        fmt_path(at, sizeof at, "%s.%d", where, i);
-        CP_CHECK(parse_uint(&v->via.array.ptr[i], at, 0, 0xffff, &mm[i], err));
+        const path_seg at = INDEX_SEG(&here, i);
+        CP_CHECK(parse_uint(&v->via.array.ptr[i], &at, 0, 0xffff, &mm[i], err));
       }
       cp_proto_version pv = {(uint16_t)mm[0], (uint16_t)mm[1]};
       memcpy(base + f->off, &pv, sizeof pv);
       return CP_OK;
     }
     case F_FEATURES: {
-      if (v->type != MSGPACK_OBJECT_ARRAY) return wrong_type(err, where, "an array", v);
-      CP_CHECK(check_len(err, where, v->via.array.size, 0, CP_MAX_FEATURES));
+      if (v->type != MSGPACK_OBJECT_ARRAY) return wrong_type(err, &here, "an array", v);
+      CP_CHECK(check_len(err, &here, v->via.array.size, 0, CP_MAX_FEATURES));
       cp_str_feature* fs = (cp_str_feature*)(base + f->off);
       for (uint32_t i = 0; i < v->via.array.size; i++) {
-        char at[64];
-        fmt_path(at, sizeof at, "%s.%u", where, i);
-        CP_CHECK(parse_str(&v->via.array.ptr[i], at, CP_MAX_FEATURE_BYTES, fs[i].data, &fs[i].len,
+        const path_seg at = INDEX_SEG(&here, i);
+        CP_CHECK(parse_str(&v->via.array.ptr[i], &at, CP_MAX_FEATURE_BYTES, fs[i].data, &fs[i].len,
                            err));
       }
       uint32_t n = v->via.array.size;
@@ -1015,33 +1024,30 @@ static cp_result parse_field(const field_desc* f, const msgpack_object* v, void*
       return CP_OK;
     }
     case F_COST: {
-      if (v->type != MSGPACK_OBJECT_ARRAY) return wrong_type(err, where, "an array", v);
-      CP_CHECK(check_len(err, where, v->via.array.size, CP_COST_ALGOS, CP_COST_ALGOS));
+      if (v->type != MSGPACK_OBJECT_ARRAY) return wrong_type(err, &here, "an array", v);
+      CP_CHECK(check_len(err, &here, v->via.array.size, CP_COST_ALGOS, CP_COST_ALGOS));
       double cost[CP_COST_ALGOS][CP_COST_PROTOS];
       for (int a = 0; a < CP_COST_ALGOS; a++) {
         const msgpack_object* row = &v->via.array.ptr[a];
-        char at[64];
-        fmt_path(at, sizeof at, "%s.%d", where, a);
-        if (row->type != MSGPACK_OBJECT_ARRAY) return wrong_type(err, at, "an array", row);
-        CP_CHECK(check_len(err, at, row->via.array.size, CP_COST_PROTOS, CP_COST_PROTOS));
+        const path_seg at = INDEX_SEG(&here, a);
+        if (row->type != MSGPACK_OBJECT_ARRAY) return wrong_type(err, &at, "an array", row);
+        CP_CHECK(check_len(err, &at, row->via.array.size, CP_COST_PROTOS, CP_COST_PROTOS));
         for (int p = 0; p < CP_COST_PROTOS; p++) {
-          char at2[64];
-          fmt_path(at2, sizeof at2, "%s.%d.%d", where, a, p);
-          CP_CHECK(parse_f64(&row->via.array.ptr[p], at2, &cost[a][p], err));
+          const path_seg at2 = INDEX_SEG(&at, p);
+          CP_CHECK(parse_f64(&row->via.array.ptr[p], &at2, &cost[a][p], err));
         }
       }
       memcpy(base + f->off, cost, sizeof cost);
       return CP_OK;
     }
     case F_HIST: {
-      if (v->type != MSGPACK_OBJECT_ARRAY) return wrong_type(err, where, "an array", v);
-      CP_CHECK(check_len(err, where, v->via.array.size, CP_HIST_BUCKETS, CP_HIST_BUCKETS));
+      if (v->type != MSGPACK_OBJECT_ARRAY) return wrong_type(err, &here, "an array", v);
+      CP_CHECK(check_len(err, &here, v->via.array.size, CP_HIST_BUCKETS, CP_HIST_BUCKETS));
       uint32_t* hist = (uint32_t*)(base + f->off);
       for (int b = 0; b < CP_HIST_BUCKETS; b++) {
-        char at[64];
-        fmt_path(at, sizeof at, "%s.%d", where, b);
+        const path_seg at = INDEX_SEG(&here, b);
         uint64_t x;
-        CP_CHECK(parse_uint(&v->via.array.ptr[b], at, 0, UINT32_MAX, &x, err));
+        CP_CHECK(parse_uint(&v->via.array.ptr[b], &at, 0, UINT32_MAX, &x, err));
         hist[b] = (uint32_t)x;
       }
       return CP_OK;
@@ -1049,16 +1055,16 @@ static cp_result parse_field(const field_desc* f, const msgpack_object* v, void*
     case F_STATS:
     case F_RULES: {
       const bool stats = f->kind == F_STATS;
-      if (v->type != MSGPACK_OBJECT_ARRAY) return wrong_type(err, where, "an array", v);
+      if (v->type != MSGPACK_OBJECT_ARRAY) return wrong_type(err, &here, "an array", v);
       const uint32_t n = v->via.array.size;
-      CP_CHECK(check_len(err, where, n, 0, stats ? CP_MAX_STATS : CP_MAX_RULES));
+      CP_CHECK(check_len(err, &here, n, 0, stats ? CP_MAX_STATS : CP_MAX_RULES));
       const size_t el_size = stats ? sizeof(cp_wire_stat) : sizeof(cp_rule);
       void* arr = NULL;
       if (n > 0) {
         /* n <= 1024 and el_size is a few hundred bytes: no overflow, bounded allocation. */
         arr = calloc(n, el_size);
         if (arr == NULL) {
-          set_err(err, CP_EC_NONE, where, "out of memory for %u %s", n, f->name);
+          set_err(err, CP_EC_NONE, WHERE(&here), "out of memory for %u %s", n, f->name);
           return CP_ERR_NOMEM;
         }
       }
@@ -1066,21 +1072,19 @@ static cp_result parse_field(const field_desc* f, const msgpack_object* v, void*
       memcpy(base + f->off, &arr, sizeof arr);
       memcpy(base + f->aux, &n, sizeof n);
       for (uint32_t i = 0; i < n; i++) {
-        char at[64];
-        fmt_path(at, sizeof at, "%s.%u", where, i);
+        const path_seg at = INDEX_SEG(&here, i);
         CP_CHECK(parse_struct(stats ? &k_stat_schema : &k_rule_schema, &v->via.array.ptr[i],
-                              (char*)arr + (size_t)i * el_size, at, err));
+                              (char*)arr + (size_t)i * el_size, &at, err));
       }
       return CP_OK;
     }
     case F_ARMS: {
-      if (v->type != MSGPACK_OBJECT_ARRAY) return wrong_type(err, where, "an array", v);
-      CP_CHECK(check_len(err, where, v->via.array.size, 1, CP_MAX_ARMS));
+      if (v->type != MSGPACK_OBJECT_ARRAY) return wrong_type(err, &here, "an array", v);
+      CP_CHECK(check_len(err, &here, v->via.array.size, 1, CP_MAX_ARMS));
       cp_arm* arms = (cp_arm*)(base + f->off);
       for (uint32_t i = 0; i < v->via.array.size; i++) {
-        char at[64];
-        fmt_path(at, sizeof at, "%s.%u", where, i);
-        CP_CHECK(parse_struct(&k_arm_schema, &v->via.array.ptr[i], &arms[i], at, err));
+        const path_seg at = INDEX_SEG(&here, i);
+        CP_CHECK(parse_struct(&k_arm_schema, &v->via.array.ptr[i], &arms[i], &at, err));
       }
       int n = (int)v->via.array.size;
       memcpy(base + f->aux, &n, sizeof n);
@@ -1093,9 +1097,10 @@ static cp_result parse_field(const field_desc* f, const msgpack_object* v, void*
 /* Nesting of schemas is fixed (message -> rules -> arms), so this recursion is bounded by the
  * schema, not by the input. */
 static cp_result parse_struct(const schema* sc, const msgpack_object* o, void* dst,
-                              const char* path, cp_decode_error* err) {
+                              const path_seg* path, cp_decode_error* err) {
   if (o->type != MSGPACK_OBJECT_MAP) {
-    return wrong_type(err, path[0] ? path : sc->name, "a map", o);
+    const path_seg top = FIELD_SEG(NULL, sc->name);
+    return wrong_type(err, path != NULL ? path : &top, "a map", o);
   }
   uint32_t seen = 0;
   for (uint32_t k = 0; k < o->via.map.size; k++) {
@@ -1111,10 +1116,10 @@ static cp_result parse_struct(const schema* sc, const msgpack_object* o, void* d
       }
     }
     if (idx < 0) {
-      char name[48], where[64];
+      char name[48];
       safe_copy(name, sizeof name, kv->key.via.str.ptr, kv->key.via.str.size);
-      path_join(where, sizeof where, path, name);
-      set_err(err, CP_EC_EXTRA_FIELD, where, "%s declares no field '%s'; see PROTOCOL.md, %s",
+      const path_seg at = FIELD_SEG(path, name);
+      set_err(err, CP_EC_EXTRA_FIELD, WHERE(&at), "%s declares no field '%s'; see PROTOCOL.md, %s",
               sc->name, name, sc->name);
       return CP_ERR_PARSE;
     }
@@ -1123,9 +1128,8 @@ static cp_result parse_struct(const schema* sc, const msgpack_object* o, void* d
   }
   for (int i = 0; i < sc->n_fields; i++) {
     if (!(seen & (1u << i))) {
-      char where[64];
-      path_join(where, sizeof where, path, sc->fields[i].name);
-      set_err(err, CP_EC_MISSING_FIELD, where, "%s lacks field '%s' (nil-able fields are sent "
+      const path_seg at = FIELD_SEG(path, sc->fields[i].name);
+      set_err(err, CP_EC_MISSING_FIELD, WHERE(&at), "%s lacks field '%s' (nil-able fields are sent "
               "as nil, never omitted)", sc->name, sc->fields[i].name);
       return CP_ERR_PARSE;
     }
@@ -1215,8 +1219,8 @@ static cp_result decode_tree(const msgpack_object* root, cp_msg* out, cp_decode_
   }
   /* Stage 6. */
   out->type = type;
-  CP_CHECK(parse_struct(&k_msg_schemas[type], root, &out->u, "", err));
-  if (validate_struct(&k_msg_schemas[type], &out->u, "", err) != CP_OK) return CP_ERR_PARSE;
+  CP_CHECK(parse_struct(&k_msg_schemas[type], root, &out->u, NULL, err));
+  if (validate_struct(&k_msg_schemas[type], &out->u, NULL, err) != CP_OK) return CP_ERR_PARSE;
   return CP_OK;
 }
 
