@@ -8,6 +8,7 @@ from .errors import PluginLoadError
 
 PLUGIN_LIBRARY_NAME = "libnccl-tuner-cclpilot.so"
 SIMHOST_LIBRARY_NAME = "libcclpilot-simhost.so"
+INGEST_LIBRARY_NAME = "libcclpilot-ingest.so"
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -40,6 +41,11 @@ def plugin_library() -> Path:
 def simhost_library() -> Path:
     """Absolute path of the simulator's host helper library."""
     return _find(SIMHOST_LIBRARY_NAME)
+
+
+def ingest_library() -> Path:
+    """Absolute path of the daemon's native MEASUREMENTS ingestion library."""
+    return _find(INGEST_LIBRARY_NAME)
 
 
 def settings_registry() -> Path:

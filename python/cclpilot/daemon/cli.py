@@ -35,7 +35,7 @@ def load_brain_factory(spec: str, seed: int = 0) -> BrainFactory:
 
 
 def config_from_args(args: argparse.Namespace) -> DaemonConfig:
-    for name in ("heartbeat_ms", "report_ms", "ack_timeout_ms"):
+    for name in ("heartbeat_ms", "report_ms", "ack_timeout_ms", "summary_ms"):
         value = getattr(args, name)
         if not 1 <= value <= 600_000:
             raise ConfigError(f"--{name.replace('_', '-')} {value}: must be 1..600000")
@@ -47,7 +47,8 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
         insecure=args.insecure, ipc_dir=Path(args.ipc_dir) if args.ipc_dir else None,
         heartbeat_ms=args.heartbeat_ms, report_ms=args.report_ms,
         ack_timeout_ms=args.ack_timeout_ms, lead_margin_ms=args.lead_margin_ms,
-        min_lead_calls=args.min_lead_calls, fsync=not args.no_fsync, seed=args.seed,
+        min_lead_calls=args.min_lead_calls, summary_ms=args.summary_ms,
+        fsync=not args.no_fsync, seed=args.seed,
         brain_factory=load_brain_factory(args.brain, args.seed))
 
 
@@ -74,6 +75,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--ack-timeout-ms", type=int, default=2000)
     p.add_argument("--lead-margin-ms", type=int, default=200)
     p.add_argument("--min-lead-calls", type=int, default=32)
+    p.add_argument("--summary-ms", type=int, default=1000, help="interval of the measurement "
+                   "summaries in the run artifacts (measurements.jsonl); the brain still sees "
+                   "every report, at its own interval")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--brain", default="online", help="'online' (the online tuner, default), "
                    "'null' (never proposes) or "

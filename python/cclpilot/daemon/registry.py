@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 
 from cclpilot.daemon.brain import ArmRan, CommInfo, Key, Observation
 from cclpilot.daemon.fastmeas import FastMeasurements
+from cclpilot.daemon.ingest import BRAIN, MAX_ROWS, NativeAgg, NativeIngest
 from cclpilot.daemon.plans import PlanRound
 from cclpilot.proto.messages import Measurements
 
 SlotKey = tuple[object, ...]
+RATE_WINDOW_S = 0.05   # shortest interval a call-rate estimate is taken over
 StatKey = tuple[int, int, int, int, int]          # coll, n_bytes, algo, proto, n_channels
 Cumul = tuple[int, float, float, int, int, int]   # count, sum, sum_sq, min, max, untimed
 
@@ -42,7 +44,7 @@ class RankReg:
     pid: int
     features: frozenset[str]
     session: int
-    cumul: dict[StatKey, Cumul] = field(default_factory=dict)
+    cumul: dict[StatKey, Cumul] = field(default_factory=dict)   # Python path only
     last_calls: int = 0
     last_report: float = 0.0
 
@@ -72,22 +74,71 @@ class CommState:
     pending_keys: list[tuple[Key, tuple[tuple[float, ...], ...], int]] = field(
         default_factory=list)
     pending_outcomes: list[tuple[int, bool, str]] = field(default_factory=list)
+    # Python path: pending windows of the brain's tells and of the artifact summaries (the
+    # native path keeps both inside `native`, as channels BRAIN and SUMMARY).
     agg: dict[StatKey, Accum] = field(default_factory=dict)
+    agg_summary: dict[StatKey, Accum] = field(default_factory=dict)
     frozen: str | None = None
     round: PlanRound | None = None
     max_calls: int = 0
     max_calls_time: float = 0.0
     rate: float = 0.0                       # calls per second (EWMA over report intervals)
+    rate_anchor: tuple[int, float] = (0, 0.0)  # (max_calls, time) where the current interval began
     rtt_max: float = 0.0                    # slowest ACK round trip seen, seconds
     seq_seen: dict[int, tuple[int, SlotKey]] = field(default_factory=dict)
     brain_busy: bool = False
     last_ask: float = 0.0
+    last_summary: float = 0.0
     plans_committed: int = 0
     plans_aborted: int = 0
     # A committed plan that some rank has not reached yet: (plan, activate_at, reason). Ranks
     # hold one pending plan at a time, and samples before activate_at still ran the old plan,
     # so no new plan is prepared and the brain hears of the commit only once every rank is past.
     activating: tuple[int, int, str] | None = None
+    by_identity: dict[bytes, SlotKey] = field(default_factory=dict)
+    # Native path (ingest.py): the C aggregate, and each slot's dense sender number there. A
+    # slot keeps its number across reconnects, so cumulative counters continue.
+    native: NativeAgg | None = None
+    sender_ids: dict[SlotKey, int] = field(default_factory=dict)
+    stats_dropped: int = 0   # Python path: stat entries beyond MAX_ROWS per sender
+    # Native path: (Key, ArmRan, key_ambiguous) per aggregate row id, rebuilt when keys change.
+    _meta: list[tuple[Key, ArmRan, bool] | None] = field(default_factory=list)
+    _meta_version: int = 0
+
+    def register(self, slot: SlotKey, reg: RankReg) -> None:
+        """Puts reg in slot, replacing (and unindexing) whatever held it."""
+        old = self.slots.get(slot)
+        if old is not None and self.by_identity.get(old.identity) == slot:
+            del self.by_identity[old.identity]
+        self.slots[slot] = reg
+        self.by_identity[reg.identity] = slot
+
+    def unregister(self, slot: SlotKey) -> None:
+        old = self.slots.pop(slot, None)
+        if old is not None and self.by_identity.get(old.identity) == slot:
+            del self.by_identity[old.identity]
+
+    def sender_id(self, slot: SlotKey) -> int:
+        sid = self.sender_ids.get(slot)
+        if sid is None:
+            sid = self.sender_ids[slot] = len(self.sender_ids)
+        return sid
+
+    def max_senders(self) -> int:
+        # Slots are ranks, or (host, pid) for ranks registered before their rank was known;
+        # room for every rank twice over covers re-registrations under a new slot key.
+        return 2 * self.n_ranks + 64
+
+    def absorb_native(self, reg: RankReg, ingest: NativeIngest) -> bool:
+        """The ingest's last decoded report, absorbed as reg's cumulative counters (see
+        absorb_cols for the arithmetic, which the C library repeats). False when the sender
+        table is exhausted (the report is ignored)."""
+        if self.native is None:
+            self.native = ingest.new_agg(self.max_senders())
+        sid = self.sender_id(reg.slot)
+        if sid >= self.native.max_senders:
+            return False
+        return self.native.absorb(sid, credit=self.activating is None)
 
     def min_calls(self) -> int:
         """The call count every registered rank has reported reaching (0 before any report)."""
@@ -98,18 +149,22 @@ class CommState:
         return len(self.slots) >= self.n_ranks
 
     def slot_of(self, identity: bytes) -> SlotKey | None:
-        for slot, reg in self.slots.items():
-            if reg.identity == identity:
-                return slot
-        return None
+        return self.by_identity.get(identity)
 
     def note_calls(self, calls: int, now: float) -> None:
         if calls > self.max_calls:
-            if self.max_calls_time > 0.0 and now > self.max_calls_time:
-                inst = (calls - self.max_calls) / (now - self.max_calls_time)
-                self.rate = inst if self.rate == 0.0 else 0.7 * self.rate + 0.3 * inst
             self.max_calls = calls
             self.max_calls_time = now
+        # The rate is measured over at least RATE_WINDOW_S. Reports of different ranks (or
+        # ACKs) handled microseconds apart would otherwise divide a few calls by almost no time,
+        # and one such estimate put an activation point minutes ahead.
+        anchor_calls, anchor_time = self.rate_anchor
+        if anchor_time == 0.0:
+            self.rate_anchor = (self.max_calls, now)
+        elif now - anchor_time >= RATE_WINDOW_S:
+            inst = (self.max_calls - anchor_calls) / (now - anchor_time)
+            self.rate = inst if self.rate == 0.0 else 0.7 * self.rate + 0.3 * inst
+            self.rate_anchor = (self.max_calls, now)
 
     def absorb(self, reg: RankReg, msg: Measurements) -> None:
         """Adds the new samples of one cumulative report to the pending aggregate."""
@@ -120,20 +175,25 @@ class CommState:
 
     def absorb_cols(self, reg: RankReg, m: FastMeasurements) -> None:
         """absorb_raw over a whole report's columns, in report order (the same arithmetic,
-        without a call and two tuples per stat: this loop runs for every stat at volume)."""
+        without a call and two tuples per stat)."""
         cumul = reg.cumul
         if self.activating is not None:
             # Between a commit and its activation on every rank, a rank's new samples mix the
             # old plan and the new one: keep the counters current, credit nothing.
             for sk, c, s, q, lo, hi, u in zip(m.keys, m.counts, m.sum_ns, m.sum_sq_ns, m.min_ns,
                                               m.max_ns, m.untimed):
-                cumul[sk] = (c, s, q, lo, hi, u)
+                if sk in cumul or len(cumul) < MAX_ROWS:
+                    cumul[sk] = (c, s, q, lo, hi, u)
+                else:
+                    self.stats_dropped += 1
             return
-        agg = self.agg
         slot = reg.slot
         for sk, c, s, q, lo, hi, u in zip(m.keys, m.counts, m.sum_ns, m.sum_sq_ns, m.min_ns,
                                           m.max_ns, m.untimed):
             prev = cumul.get(sk)
+            if prev is None and len(cumul) >= MAX_ROWS:
+                self.stats_dropped += 1
+                continue
             cumul[sk] = (c, s, q, lo, hi, u)
             if prev is not None and c >= prev[0] and u >= prev[5]:
                 dc = c - prev[0]
@@ -146,20 +206,11 @@ class CommState:
                 if c == 0 and u == 0:
                     continue
                 dc, ds, dq, du = c, s, q, u
-            a = agg.get(sk)
-            if a is None:
-                a = agg[sk] = Accum(min_ns=lo, max_ns=hi)
-            a.count += dc
-            a.sum_ns += ds if ds > 0.0 else 0.0
-            a.sum_sq_ns += dq if dq > 0.0 else 0.0
-            a.untimed += du
-            if c > 0:
-                a.min_ns = (lo if lo < a.min_ns else a.min_ns) if a.count > dc else lo
-                if hi > a.max_ns:
-                    a.max_ns = hi
-            a.ranks.add(slot)
+            _credit(self.agg, sk, slot, dc, ds, dq, du, c, lo, hi)
+            _credit(self.agg_summary, sk, slot, dc, ds, dq, du, c, lo, hi)
 
     def absorb_raw(self, reg: RankReg, sk: StatKey, cur: Cumul) -> None:
+        """One stat of a cumulative report: the per-stat reference for absorb_cols."""
         prev = reg.cumul.get(sk)
         if prev is not None and cur[0] >= prev[0] and cur[5] >= prev[5]:
             dc, ds, dq, du = cur[0] - prev[0], cur[1] - prev[1], cur[2] - prev[2], cur[5] - prev[5]
@@ -168,28 +219,69 @@ class CommState:
         reg.cumul[sk] = cur
         if (dc == 0 and du == 0) or self.activating is not None:
             return  # nothing new, or samples that straddle a plan change (see absorb_cols)
-        a = self.agg.get(sk)
-        if a is None:
-            a = self.agg[sk] = Accum(min_ns=cur[3], max_ns=cur[4])
-        a.count += dc
-        a.sum_ns += max(ds, 0.0)
-        a.sum_sq_ns += max(dq, 0.0)
-        a.untimed += du
-        if cur[0] > 0:
-            a.min_ns = min(a.min_ns, cur[3]) if a.count > dc else cur[3]
-            a.max_ns = max(a.max_ns, cur[4])
-        a.ranks.add(reg.slot)
+        for agg in (self.agg, self.agg_summary):
+            _credit(agg, sk, reg.slot, dc, ds, dq, du, cur[0], cur[3], cur[4])
 
-    def take_observations(self) -> list[Observation]:
+    def has_pending(self, channel: int = BRAIN) -> bool:
+        if self.native is not None and self.native.pending(channel) > 0:
+            return True
+        return bool(self.agg if channel == BRAIN else self.agg_summary)
+
+    def _row_meta(self, row: int, coll: int, n_bytes: int, algo: int, proto: int,
+                  nch: int) -> tuple[Key, ArmRan, bool]:
+        meta = self._meta
+        if self._meta_version != len(self.keys):
+            meta.clear()  # a new key may have made a (coll, n_bytes) ambiguous, or resolved it
+            self._meta_version = len(self.keys)
+        if row < len(meta):
+            m = meta[row]
+            if m is not None:
+                return m
+        else:
+            meta.extend([None] * (row + 1 - len(meta)))
+        pipes = self.pipe_ops.get((coll, n_bytes), set())
+        npo = next(iter(pipes)) if len(pipes) == 1 else 1
+        m = meta[row] = (Key(coll, n_bytes, npo), ArmRan(algo, proto, nch), len(pipes) != 1)
+        return m
+
+    def take_observations(self, channel: int = BRAIN) -> list[Observation]:
+        """What arrived since this channel's previous take, one Observation per (key, arm)."""
         out: list[Observation] = []
-        for (coll, n_bytes, algo, proto, nch), a in self.agg.items():
+        calls = self.max_calls
+        if self.native is not None:
+            meta = self._row_meta
+            for n_bytes, count, untimed, lo, hi, s, q, coll, algo, proto, nch, ranks, row \
+                    in self.native.take(channel):
+                key, arm, ambiguous = meta(row, coll, n_bytes, algo, proto, nch)
+                out.append(Observation(key, arm, count, s, q, lo, hi, untimed, ranks, calls,
+                                       ambiguous))
+        agg = self.agg if channel == BRAIN else self.agg_summary
+        for (coll, n_bytes, algo, proto, nch), a in agg.items():
             pipes = self.pipe_ops.get((coll, n_bytes), set())
             ambiguous = len(pipes) != 1
             npo = next(iter(pipes)) if len(pipes) == 1 else 1
             out.append(Observation(
                 key=Key(coll, n_bytes, npo), arm=ArmRan(algo, proto, nch), count=a.count,
                 sum_ns=a.sum_ns, sum_sq_ns=a.sum_sq_ns, min_ns=a.min_ns, max_ns=a.max_ns,
-                untimed=a.untimed, ranks=len(a.ranks), calls=self.max_calls,
-                key_ambiguous=ambiguous))
-        self.agg.clear()
+                untimed=a.untimed, ranks=len(a.ranks), calls=calls, key_ambiguous=ambiguous))
+        agg.clear()
         return out
+
+
+def _credit(agg: dict[StatKey, Accum], sk: StatKey, slot: SlotKey, dc: int, ds: float, dq: float,
+            du: int, count: int, lo: int, hi: int) -> None:
+    """Adds one sender's new samples of sk to a pending window (cpi_ingest.c credit_row)."""
+    a = agg.get(sk)
+    if a is None:
+        a = agg[sk] = Accum(min_ns=lo, max_ns=hi)
+    a.count += dc
+    a.sum_ns += ds if ds > 0.0 else 0.0
+    a.sum_sq_ns += dq if dq > 0.0 else 0.0
+    a.untimed += du
+    if count > 0:
+        # The extremes are the senders' cumulative ones: per-window extremes cannot be
+        # recovered from cumulative summaries.
+        a.min_ns = (lo if lo < a.min_ns else a.min_ns) if a.count > dc else lo
+        if hi > a.max_ns:
+            a.max_ns = hi
+    a.ranks.add(slot)

@@ -29,6 +29,7 @@ from cclpilot.daemon.fastmeas import (
     parse_measurements,
     validate_measurements,
 )
+from cclpilot.daemon.ingest import BRAIN, SUMMARY, NativeIngest, ReportHead, load_native_ingest
 from cclpilot.daemon.journal import Journal
 from cclpilot.daemon.plans import (
     PlanRound,
@@ -78,6 +79,7 @@ _HELLO_HEAD = b"\xa1t\xa5HELLO"
 
 
 _MEAS_HEAD = b"\xa1t\xacMEASUREMENTS\xa4comm"
+_MEAS_TAG = b"\xacMEASUREMENTS"  # the type tag as msgpack writes it, in any MEASUREMENTS
 _UINT_LEN = {0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9}
 
 
@@ -116,10 +118,13 @@ class DaemonConfig:
     ack_timeout_ms: int = 2000
     lead_margin_ms: int = 200
     min_lead_calls: int = 32
-    ask_interval_ms: int = 100
+    ask_interval_ms: int = 100           # new samples reach the brain at most this often
+    summary_ms: int = 1000               # measurement summaries written to the artifacts
     brain_budget_ms: int = 50            # a brain call slower than this is logged
     fsync: bool = True
     seed: int = 0
+    # False forces the pure-Python MEASUREMENTS path (the reference; tests compare the two).
+    native_ingest: bool = True
     brain_factory: BrainFactory | None = None
 
     def settings(self) -> dict[str, object]:
@@ -177,6 +182,10 @@ class DaemonStats:
     brain_slow: int = 0
     internal_errors: int = 0
     superseded: int = 0  # MEASUREMENTS skipped because a newer one of the same sender was queued
+    ingest: str = "python"  # which MEASUREMENTS path ran: "native" or "python"
+    measurements_exact: int = 0  # native path: reports not canonically encoded (full decoder)
+    reports_unabsorbed: int = 0  # reports ignored: a communicator's sender table was full
+    stats_dropped: int = 0  # stat entries ignored: a sender's or communicator's table was full
     commit_latency_s: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -188,7 +197,10 @@ class DaemonStats:
                 "plans_committed": self.plans_committed, "plans_aborted": self.plans_aborted,
                 "comms_frozen": self.comms_frozen, "brain_failures": self.brain_failures,
                 "brain_slow": self.brain_slow, "internal_errors": self.internal_errors,
-                "superseded": self.superseded, "commit_latency_p99_s": p99}
+                "superseded": self.superseded, "ingest": self.ingest,
+                "measurements_exact": self.measurements_exact,
+                "reports_unabsorbed": self.reports_unabsorbed,
+                "stats_dropped": self.stats_dropped, "commit_latency_p99_s": p99}
 
 
 def default_run_dir() -> Path:
@@ -229,6 +241,12 @@ class Daemon:
         self._results: queue.Queue[tuple[int, PlanProposal | None]] = queue.Queue()
         self._brains: dict[int, Brain] = {}      # owned by the worker thread while it runs
         self._worker: threading.Thread | None = None
+        self._ingest: NativeIngest | None = load_native_ingest() if config.native_ingest else None
+        # Whether handling messages took more than half of the last second (see _comm_timers).
+        self.loaded = False
+        self._busy_s = 0.0
+        self._load_since = time.monotonic()
+        self.stats.ingest = "native" if self._ingest is not None else "python"
         self._write_env()
 
     # ---- setup ------------------------------------------------------------------------------
@@ -321,6 +339,14 @@ class Daemon:
                 snap = {"error": f"snapshot failed: {e!r}"}
             if st is not None:
                 self.artifacts.brain_snapshot(st.job, comm, snap)
+        for st in self.comms.values():
+            try:
+                self._write_summary(st, time.monotonic())  # the last, partial window too
+            except Exception:  # one communicator's failure must not lose the others' artifacts
+                log.exception("comm %016x: writing the last measurement summary failed", st.comm)
+        self.stats.stats_dropped = sum(
+            st.stats_dropped + (st.native.info()["stats_dropped"] if st.native is not None else 0)
+            for st in self.comms.values())
         self.artifacts.close(self.stats.as_dict())
         self.journal.close()
         self._sock.close(0)
@@ -340,8 +366,13 @@ class Daemon:
                             batch.append(self._sock.recv_multipart(zmq.NOBLOCK))
                         except zmq.Again:
                             break
+                    t0 = time.monotonic()
                     self._on_batch(batch)
+                    self._busy_s += time.monotonic() - t0
                 now = time.monotonic()
+                if now - self._load_since >= 1.0:
+                    self.loaded = self._busy_s > 0.5 * (now - self._load_since)
+                    self._busy_s, self._load_since = 0.0, now
                 self._drain_results(now)
                 self._timers(now)
         except Exception:
@@ -392,10 +423,20 @@ class Daemon:
                 # PREPARE is idempotent: a lost one costs a third of the timeout, not a plan.
                 rnd.resent = True
                 self._send_prepare(st, rnd, only_missing=True)
+        # New keys and plan outcomes go to the brain at once, and so do new samples while the
+        # loop has time to spare. Under load samples wait for the ask interval (accumulating
+        # meanwhile), which bounds the per-(key, arm) work per second at any report rate.
         if st.info is not None and not st.brain_busy and (
-                st.pending_keys or st.pending_outcomes or st.agg
-                or now - st.last_ask >= ask_every):
+                st.pending_keys or st.pending_outcomes or now - st.last_ask >= ask_every
+                or (not self.loaded and st.has_pending())):
             self._submit(st, now)
+        if now - st.last_summary >= self.config.summary_ms / 1000.0:
+            self._write_summary(st, now)
+
+    def _write_summary(self, st: CommState, now: float) -> None:
+        st.last_summary = now
+        if st.info is not None and st.has_pending(SUMMARY):
+            self.artifacts.measurements(st.job, st.comm, st.take_observations(SUMMARY))
 
     # ---- sending ----------------------------------------------------------------------------
 
@@ -428,7 +469,19 @@ class Daemon:
             return
         identity, data = frames
         tag: str | None = None
-        fast = parse_measurements(data)
+        ingest = self._ingest
+        if ingest is not None:
+            head = ingest.decode(data) if _MEAS_TAG in data else None
+            if head is not None:
+                self.stats.by_type["MEASUREMENTS"] += 1
+                self._touch(identity)
+                try:
+                    self._on_measurements_native(identity, head, ingest)
+                except Exception:  # as for _dispatch: one bad report never ends the loop
+                    self.stats.internal_errors += 1
+                    log.exception("internal error handling MEASUREMENTS")
+                return
+        fast = parse_measurements(data) if ingest is None else None
         if fast is not None:
             self.stats.by_type["MEASUREMENTS"] += 1
             self._touch(identity)
@@ -445,6 +498,14 @@ class Daemon:
             if type(obj) is dict and obj.get("t") == "MEASUREMENTS":
                 tag = "MEASUREMENTS"
                 validate_measurements(obj)
+                if ingest is not None:
+                    # The C decoder refused what the Python one accepts. Absorbing it here would
+                    # difference it against counters the native path does not share, so drop it.
+                    self.stats.internal_errors += 1
+                    self._warn.warn("ingest-disagree", "the native decoder refused a MEASUREMENTS "
+                                    "report that the Python decoder accepts; report dropped "
+                                    "(please file a bug with the frame)")
+                    return
                 self.stats.by_type["MEASUREMENTS"] += 1
                 self._touch(identity)
                 self._on_measurements_raw(identity, columns_of(obj))
@@ -561,7 +622,7 @@ class Daemon:
             return
         prior_slot = st.slot_of(identity)
         if prior_slot is not None and prior_slot != slot:
-            del st.slots[prior_slot]
+            st.unregister(prior_slot)
         self._session += 1
         features = frozenset(msg.features) & frozenset(FEATURES)
         reg = RankReg(slot, identity, msg.rank, msg.host, msg.pid, features, self._session)
@@ -571,7 +632,7 @@ class Daemon:
                 oldpeer = self.peers.get(old.identity)
                 if oldpeer is not None:
                     oldpeer.regs.discard(msg.comm)
-        st.slots[slot] = reg
+        st.register(slot, reg)
         self.peers[identity].regs.add(msg.comm)
         self._send(identity, Welcome(
             version=[PROTOCOL_MAJOR, PROTOCOL_MINOR],
@@ -595,6 +656,28 @@ class Daemon:
         st.pipe_ops.setdefault((msg.coll, msg.n_bytes), set()).add(msg.num_pipe_ops)
         st.pending_keys.append((key, cost, msg.call))
         self.artifacts.key(st.job, st.comm, key, cost, msg.call)
+
+    def _on_measurements_native(self, identity: bytes, head: ReportHead,
+                                ingest: NativeIngest) -> None:
+        """MEASUREMENTS accepted by the native decoder, its stats still inside `ingest`."""
+        comm = head.comm
+        st = self._registered(identity, comm, "MEASUREMENTS")
+        if st is None:
+            return
+        slot = st.slot_of(identity)
+        assert slot is not None
+        reg = st.slots[slot]
+        now = time.monotonic()
+        reg.last_calls = head.calls
+        reg.last_report = now
+        st.note_calls(head.calls, now)
+        self._check_activation(st)
+        if head.exact:
+            self.stats.measurements_exact += 1
+        if not st.absorb_native(reg, ingest):
+            self.stats.reports_unabsorbed += 1
+            self._warn.warn("senders", "comm %016x: more rank registrations than its sender table "
+                            "holds (%d); a report was ignored", comm, st.max_senders())
 
     def _on_measurements_raw(self, identity: bytes, m: FastMeasurements) -> None:
         """MEASUREMENTS, already validated (fast path or pydantic), as columns."""
@@ -771,9 +854,7 @@ class Daemon:
 
     def _submit(self, st: CommState, now: float) -> None:
         assert st.info is not None
-        obs = st.take_observations()
-        if obs:
-            self.artifacts.measurements(st.job, st.comm, obs)
+        obs = st.take_observations(BRAIN)
         job = _BrainJob(st.comm, st.info, st.pending_keys, st.pending_outcomes, obs,
                         may_ask=self._can_prepare(st) is None)
         st.pending_keys = []

@@ -1,0 +1,499 @@
+/*
+ * Daemon-side measurement ingestion (see cpi_ingest.h).
+ *
+ * Two decoders: a fast path that accepts exactly the canonical encoding (PROTOCOL.md part 2:
+ * fields in table order, floats as float64; any integer width is taken) of a valid MEASUREMENTS,
+ * walking the bytes once without building anything; and the plugin's full decoder
+ * (cp_msg_decode) for every other valid encoding. The fast path only ever *accepts* what the
+ * full decoder accepts, with the same values; whatever it does not recognise it hands over.
+ * test_ingest.c checks that on the golden vectors and on mutated frames.
+ */
+#include "cpi_ingest.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cp_codec.h"
+
+_Static_assert(CP_MAX_STATS <= 0xffffu, "stat counts fit the canonical array16 header");
+
+int cpi_api_version(void) { return CPI_API_VERSION; }
+
+/* ---- decoder ----------------------------------------------------------------------------------- */
+
+struct cpi_decoder {
+  cpi_report_head head;
+  cp_wire_stat stats[CP_MAX_STATS];
+};
+
+cpi_decoder* cpi_decoder_new(void) { return calloc(1, sizeof(cpi_decoder)); }
+
+void cpi_decoder_free(cpi_decoder* dec) { free(dec); }
+
+typedef struct {
+  const uint8_t* p;
+  const uint8_t* end;
+} reader;
+
+static uint64_t be(const uint8_t* p, int n) {
+  uint64_t v = 0;
+  for (int i = 0; i < n; i++) v = (v << 8) | p[i];
+  return v;
+}
+
+/* Any non-negative msgpack integer form. Negative forms are declined: no MEASUREMENTS field
+ * admits a negative value, and the full decoder names that error. */
+static bool rd_uint(reader* r, uint64_t* out) {
+  if (r->p >= r->end) return false;
+  const uint8_t tag = *r->p;
+  if (tag <= 0x7f) {
+    *out = tag;
+    r->p++;
+    return true;
+  }
+  int n;
+  switch (tag) {
+    case 0xcc: n = 1; break;
+    case 0xcd: n = 2; break;
+    case 0xce: n = 4; break;
+    case 0xcf: n = 8; break;
+    default: return false;
+  }
+  if (r->end - r->p < 1 + n) return false;
+  *out = be(r->p + 1, n);
+  r->p += 1 + n;
+  return true;
+}
+
+static bool rd_f64(reader* r, double* out) {
+  if (r->p >= r->end) return false;
+  if (*r->p == 0xcb && r->end - r->p >= 9) {
+    const uint64_t bits = be(r->p + 1, 8);
+    memcpy(out, &bits, sizeof *out);
+    r->p += 9;
+    return true;
+  }
+  if (*r->p == 0xca && r->end - r->p >= 5) {
+    const uint32_t bits = (uint32_t)be(r->p + 1, 4);
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    *out = (double)f;
+    r->p += 5;
+    return true;
+  }
+  return false;
+}
+
+static bool rd_array(reader* r, uint32_t* n) {
+  if (r->p >= r->end) return false;
+  const uint8_t tag = *r->p;
+  if ((tag & 0xf0) == 0x90) {
+    *n = tag & 0x0f;
+    r->p++;
+    return true;
+  }
+  if (tag == 0xdc && r->end - r->p >= 3) {
+    *n = (uint32_t)be(r->p + 1, 2);
+    r->p += 3;
+    return true;
+  }
+  if (tag == 0xdd && r->end - r->p >= 5) {
+    *n = (uint32_t)be(r->p + 1, 4);
+    r->p += 5;
+    return true;
+  }
+  return false;
+}
+
+/* A key as the canonical encoder writes it: fixstr header, then the name. */
+static bool rd_key(reader* r, const char* name) {
+  const size_t n = strlen(name);
+  if ((size_t)(r->end - r->p) < 1 + n || r->p[0] != (uint8_t)(0xa0 | n) ||
+      memcmp(r->p + 1, name, n) != 0)
+    return false;
+  r->p += 1 + n;
+  return true;
+}
+
+static bool rd_small(reader* r, const char* name, uint64_t max, int* out) {
+  uint64_t v;
+  if (!rd_key(r, name) || !rd_uint(r, &v) || v > max) return false;
+  *out = (int)v;
+  return true;
+}
+
+static bool rd_u64(reader* r, const char* name, uint64_t* out) {
+  return rd_key(r, name) && rd_uint(r, out);
+}
+
+static bool rd_sum(reader* r, const char* name, double* out) {
+  /* -0.0 passes, as for the full decoder (it is not below 0). */
+  return rd_key(r, name) && rd_f64(r, out) && isfinite(*out) && *out >= 0.0;
+}
+
+static bool rd_stat(reader* r, cp_wire_stat* s) {
+  if (r->p >= r->end || *r->p != 0x8c) return false; /* fixmap of the 12 Stat fields */
+  r->p++;
+  if (!rd_small(r, "coll", 4, &s->coll)) return false;
+  if (!rd_u64(r, "n_bytes", &s->n_bytes)) return false;
+  if (!rd_small(r, "algo", CP_COST_ALGOS - 1, &s->algo)) return false;
+  if (!rd_small(r, "proto", CP_COST_PROTOS - 1, &s->proto)) return false;
+  if (!rd_small(r, "n_channels", CP_MAX_CHANNELS, &s->n_channels)) return false;
+  if (!rd_u64(r, "count", &s->count)) return false;
+  if (!rd_sum(r, "sum_ns", &s->sum_ns) || !rd_sum(r, "sum_sq_ns", &s->sum_sq_ns)) return false;
+  if (!rd_u64(r, "min_ns", &s->min_ns) || !rd_u64(r, "max_ns", &s->max_ns)) return false;
+  uint32_t nh;
+  if (!rd_key(r, "hist") || !rd_array(r, &nh) || nh != CP_HIST_BUCKETS) return false;
+  bool hist_empty = true;
+  for (int b = 0; b < CP_HIST_BUCKETS; b++) {
+    uint64_t v;
+    if (!rd_uint(r, &v) || v > UINT32_MAX) return false;
+    s->hist[b] = (uint32_t)v;
+    hist_empty = hist_empty && v == 0;
+  }
+  if (!rd_u64(r, "untimed", &s->untimed)) return false;
+  if (s->count > 0) return s->min_ns <= s->max_ns;
+  return s->sum_ns == 0.0 && s->sum_sq_ns == 0.0 && hist_empty;
+}
+
+static bool fast_measurements(const uint8_t* buf, size_t len, cpi_decoder* dec) {
+  if (len > CP_MAX_MESSAGE_BYTES) return false;
+  reader r = {buf, buf + len};
+  if (len < 1 || *r.p != 0x85) return false; /* fixmap of the 5 MEASUREMENTS fields */
+  r.p++;
+  if (!rd_key(&r, "t") || !rd_key(&r, "MEASUREMENTS")) return false;
+  cpi_report_head* h = &dec->head;
+  if (!rd_u64(&r, "comm", &h->comm) || !rd_u64(&r, "calls", &h->calls) ||
+      !rd_u64(&r, "dropped", &h->dropped))
+    return false;
+  uint32_t n;
+  if (!rd_key(&r, "stats") || !rd_array(&r, &n) || n > CP_MAX_STATS) return false;
+  for (uint32_t i = 0; i < n; i++) {
+    memset(&dec->stats[i], 0, sizeof dec->stats[i]);
+    if (!rd_stat(&r, &dec->stats[i])) return false;
+  }
+  if (r.p != r.end) return false; /* one object, nothing after it */
+  h->n_stats = n;
+  h->exact = 0;
+  return true;
+}
+
+int cpi_decode_measurements(cpi_decoder* dec, const void* buf, size_t len,
+                            cpi_report_head* head) {
+  if (dec == NULL || head == NULL || (buf == NULL && len > 0)) return -1;
+  if (fast_measurements(buf, len, dec)) {
+    *head = dec->head;
+    return 1;
+  }
+  memset(&dec->head, 0, sizeof dec->head);
+  cp_msg msg;
+  cp_decode_error err;
+  const cp_result rc = cp_msg_decode(buf, len, &msg, &err);
+  if (rc == CP_ERR_NOMEM) return -1;
+  if (rc != CP_OK) return 0;
+  if (msg.type != CP_MSG_MEASUREMENTS) {
+    cp_msg_free(&msg);
+    return 0;
+  }
+  const cp_msg_measurements* m = &msg.u.measurements;
+  /* The decoder enforced MAX_STATS, so the copy fits. */
+  if (m->n_stats > 0) memcpy(dec->stats, m->stats, m->n_stats * sizeof(cp_wire_stat));
+  dec->head = (cpi_report_head){.comm = m->comm, .calls = m->calls, .dropped = m->dropped,
+                                .n_stats = m->n_stats, .exact = 1};
+  cp_msg_free(&msg);
+  *head = dec->head;
+  return 1;
+}
+
+/* ---- aggregation ------------------------------------------------------------------------------- */
+
+/* coll, algo, proto and channels are validated to fit 8 bits each. */
+static uint32_t small_of(const cp_wire_stat* s) {
+  return ((uint32_t)s->coll << 24) | ((uint32_t)s->algo << 16) | ((uint32_t)s->proto << 8) |
+         (uint32_t)s->n_channels;
+}
+
+static uint64_t mix64(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ull;
+  x ^= x >> 33;
+  return x;
+}
+
+static uint64_t key_hash(uint64_t n_bytes, uint32_t small) { return mix64(n_bytes ^ mix64(small)); }
+
+#define NO_ROW UINT32_MAX
+
+/* One sender's last cumulative counters for one (key, arm), and the aggregate row it feeds. */
+typedef struct {
+  uint64_t n_bytes;
+  uint32_t small;
+  uint32_t row;           /* NO_ROW: empty slot */
+  uint64_t count, untimed, min_ns, max_ns;
+  double sum_ns, sum_sq_ns;
+  /* Per channel: the row's window in which this sender last counted in its ranks. */
+  uint64_t counted_window[CPI_CHANNELS];
+} sender_entry;
+
+typedef struct {
+  sender_entry* slots;    /* open addressing; NULL until the sender's first report */
+  uint32_t mask;
+  uint32_t used;
+} sender_tab;
+
+/* One channel's pending window of a row. */
+typedef struct {
+  bool pending;
+  uint32_t ranks;
+  uint64_t window;        /* bumped at each take of this row; starts at 1 (entries start at 0) */
+  uint64_t count, untimed, min_ns, max_ns;
+  double sum_ns, sum_sq_ns;
+} row_window;
+
+typedef struct {
+  uint64_t n_bytes;
+  uint32_t small;
+  row_window ch[CPI_CHANNELS];
+} agg_row;
+
+struct cpi_agg {
+  uint32_t max_rows, max_senders;
+  agg_row* rows;          /* dense, in creation order */
+  uint32_t n_rows, cap_rows;
+  uint32_t* index;        /* open addressing over row ids (NO_ROW: empty) */
+  uint32_t index_mask;
+  uint32_t* pending[CPI_CHANNELS]; /* rows with samples, in first-touch order; each once */
+  uint32_t n_pending[CPI_CHANNELS];
+  sender_tab* senders;
+  uint32_t n_senders;
+  uint64_t stats_dropped;
+};
+
+#define MAX_LIMIT (1u << 24)
+
+cpi_agg* cpi_agg_new(uint32_t max_rows, uint32_t max_senders) {
+  if (max_rows == 0 || max_rows > MAX_LIMIT || max_senders == 0 || max_senders > MAX_LIMIT)
+    return NULL;
+  cpi_agg* a = calloc(1, sizeof *a);
+  if (a == NULL) return NULL;
+  a->max_rows = max_rows;
+  a->max_senders = max_senders;
+  return a;
+}
+
+void cpi_agg_free(cpi_agg* a) {
+  if (a == NULL) return;
+  for (uint32_t i = 0; i < a->n_senders; i++) free(a->senders[i].slots);
+  free(a->senders);
+  free(a->rows);
+  free(a->index);
+  for (int c = 0; c < CPI_CHANNELS; c++) free(a->pending[c]);
+  free(a);
+}
+
+/* Index size stays at least twice the row count, so probes stay short. */
+static bool index_grow(cpi_agg* a) {
+  uint32_t n = a->index_mask ? (a->index_mask + 1) * 2 : 64;
+  uint32_t* idx = malloc((size_t)n * sizeof *idx);
+  if (idx == NULL) return false;
+  memset(idx, 0xff, (size_t)n * sizeof *idx);
+  for (uint32_t r = 0; r < a->n_rows; r++) {
+    uint32_t i = (uint32_t)key_hash(a->rows[r].n_bytes, a->rows[r].small) & (n - 1);
+    while (idx[i] != NO_ROW) i = (i + 1) & (n - 1);
+    idx[i] = r;
+  }
+  free(a->index);
+  a->index = idx;
+  a->index_mask = n - 1;
+  return true;
+}
+
+/* The row of (n_bytes, small), created if new; NO_ROW when full or out of memory. */
+static uint32_t row_of(cpi_agg* a, uint64_t n_bytes, uint32_t small) {
+  if (a->index != NULL) {
+    uint32_t i = (uint32_t)key_hash(n_bytes, small) & a->index_mask;
+    for (; a->index[i] != NO_ROW; i = (i + 1) & a->index_mask) {
+      const agg_row* r = &a->rows[a->index[i]];
+      if (r->n_bytes == n_bytes && r->small == small) return a->index[i];
+    }
+  }
+  if (a->n_rows >= a->max_rows) return NO_ROW;
+  if (a->n_rows == a->cap_rows) {
+    uint32_t cap = a->cap_rows ? a->cap_rows * 2 : 64;
+    if (cap > a->max_rows) cap = a->max_rows;
+    agg_row* rows = realloc(a->rows, (size_t)cap * sizeof *rows);
+    if (rows == NULL) return NO_ROW;
+    a->rows = rows;
+    for (int c = 0; c < CPI_CHANNELS; c++) {
+      uint32_t* pend = realloc(a->pending[c], (size_t)cap * sizeof *pend);
+      if (pend == NULL) return NO_ROW; /* cap_rows unchanged: the next row retries every array */
+      a->pending[c] = pend;
+    }
+    a->cap_rows = cap;
+  }
+  if (a->index == NULL || 2 * (a->n_rows + 1) > a->index_mask + 1) {
+    if (!index_grow(a)) return NO_ROW;
+  }
+  const uint32_t id = a->n_rows++;
+  a->rows[id] = (agg_row){.n_bytes = n_bytes, .small = small};
+  for (int c = 0; c < CPI_CHANNELS; c++) a->rows[id].ch[c].window = 1;
+  uint32_t i = (uint32_t)key_hash(n_bytes, small) & a->index_mask;
+  while (a->index[i] != NO_ROW) i = (i + 1) & a->index_mask;
+  a->index[i] = id;
+  return id;
+}
+
+static bool sender_grow(sender_tab* t) {
+  const uint32_t n = t->slots ? (t->mask + 1) * 2 : 64;
+  sender_entry* s = malloc((size_t)n * sizeof *s);
+  if (s == NULL) return false;
+  for (uint32_t i = 0; i < n; i++) s[i].row = NO_ROW;
+  if (t->slots != NULL) {
+    for (uint32_t j = 0; j <= t->mask; j++) {
+      if (t->slots[j].row == NO_ROW) continue;
+      uint32_t i = (uint32_t)key_hash(t->slots[j].n_bytes, t->slots[j].small) & (n - 1);
+      while (s[i].row != NO_ROW) i = (i + 1) & (n - 1);
+      s[i] = t->slots[j];
+    }
+  }
+  free(t->slots);
+  t->slots = s;
+  t->mask = n - 1;
+  return true;
+}
+
+/* The sender's entry for a stat, created (with its row) if new; NULL when a limit is reached.
+ * *fresh tells whether it was just created (no previous counters). */
+static sender_entry* entry_of(cpi_agg* a, sender_tab* t, uint64_t n_bytes, uint32_t small,
+                              bool* fresh) {
+  *fresh = false;
+  if (t->slots != NULL) {
+    uint32_t i = (uint32_t)key_hash(n_bytes, small) & t->mask;
+    for (; t->slots[i].row != NO_ROW; i = (i + 1) & t->mask) {
+      if (t->slots[i].n_bytes == n_bytes && t->slots[i].small == small) return &t->slots[i];
+    }
+  }
+  if (t->used >= a->max_rows) return NULL;
+  if (t->slots == NULL || 2 * (t->used + 1) > t->mask + 1) {
+    if (!sender_grow(t)) return NULL;
+  }
+  const uint32_t row = row_of(a, n_bytes, small);
+  if (row == NO_ROW) return NULL;
+  uint32_t i = (uint32_t)key_hash(n_bytes, small) & t->mask;
+  while (t->slots[i].row != NO_ROW) i = (i + 1) & t->mask;
+  t->slots[i] = (sender_entry){.n_bytes = n_bytes, .small = small, .row = row};
+  t->used++;
+  *fresh = true;
+  return &t->slots[i];
+}
+
+static void credit_row(cpi_agg* a, sender_entry* e, const cp_wire_stat* s, uint64_t dc,
+                       double ds, double dq, uint64_t du) {
+  for (int c = 0; c < CPI_CHANNELS; c++) {
+    row_window* w = &a->rows[e->row].ch[c];
+    if (!w->pending) {
+      w->pending = true;
+      w->ranks = 0;
+      w->count = w->untimed = 0;
+      w->sum_ns = w->sum_sq_ns = 0.0;
+      w->min_ns = s->min_ns;
+      w->max_ns = s->max_ns;
+      a->pending[c][a->n_pending[c]++] = e->row;
+    }
+    w->count += dc;
+    w->sum_ns += ds > 0.0 ? ds : 0.0;
+    w->sum_sq_ns += dq > 0.0 ? dq : 0.0;
+    w->untimed += du;
+    if (s->count > 0) {
+      /* The extremes are the senders' cumulative ones: per-window extremes cannot be recovered
+       * from cumulative summaries. */
+      w->min_ns = w->count > dc ? (s->min_ns < w->min_ns ? s->min_ns : w->min_ns) : s->min_ns;
+      if (s->max_ns > w->max_ns) w->max_ns = s->max_ns;
+    }
+    if (e->counted_window[c] != w->window) {
+      e->counted_window[c] = w->window;
+      w->ranks++;
+    }
+  }
+}
+
+int cpi_agg_absorb(cpi_agg* a, uint32_t sender, const cpi_decoder* dec, int credit) {
+  if (a == NULL || dec == NULL || sender >= a->max_senders) return -1;
+  if (sender >= a->n_senders) {
+    sender_tab* t = realloc(a->senders, (size_t)(sender + 1) * sizeof *t);
+    if (t == NULL) return -1;
+    memset(t + a->n_senders, 0, (size_t)(sender + 1 - a->n_senders) * sizeof *t);
+    a->senders = t;
+    a->n_senders = sender + 1;
+  }
+  sender_tab* t = &a->senders[sender];
+  for (uint32_t i = 0; i < dec->head.n_stats; i++) {
+    const cp_wire_stat* s = &dec->stats[i];
+    bool fresh;
+    sender_entry* e = entry_of(a, t, s->n_bytes, small_of(s), &fresh);
+    if (e == NULL) {
+      a->stats_dropped++;
+      continue;
+    }
+    const sender_entry prev = *e;
+    e->count = s->count;
+    e->untimed = s->untimed;
+    e->sum_ns = s->sum_ns;
+    e->sum_sq_ns = s->sum_sq_ns;
+    e->min_ns = s->min_ns;
+    e->max_ns = s->max_ns;
+    if (!credit) continue;
+    uint64_t dc, du;
+    double ds, dq;
+    if (!fresh && s->count >= prev.count && s->untimed >= prev.untimed) {
+      dc = s->count - prev.count;
+      du = s->untimed - prev.untimed;
+      if (dc == 0 && du == 0) continue;
+      ds = s->sum_ns - prev.sum_ns;
+      dq = s->sum_sq_ns - prev.sum_sq_ns;
+    } else { /* first report, or counters went back (a restarted plugin): take it whole */
+      if (s->count == 0 && s->untimed == 0) continue;
+      dc = s->count;
+      du = s->untimed;
+      ds = s->sum_ns;
+      dq = s->sum_sq_ns;
+    }
+    credit_row(a, e, s, dc, ds, dq, du);
+  }
+  return 0;
+}
+
+size_t cpi_agg_take(cpi_agg* a, uint32_t channel, cpi_obs* out, size_t cap) {
+  if (a == NULL || channel >= CPI_CHANNELS || (out == NULL && cap > 0)) return 0;
+  uint32_t* pending = a->pending[channel];
+  const size_t n = cap < a->n_pending[channel] ? cap : a->n_pending[channel];
+  for (size_t i = 0; i < n; i++) {
+    const uint32_t id = pending[i];
+    const agg_row* r = &a->rows[id];
+    row_window* w = &a->rows[id].ch[channel];
+    out[i] = (cpi_obs){.n_bytes = r->n_bytes, .count = w->count, .untimed = w->untimed,
+                       .min_ns = w->min_ns, .max_ns = w->max_ns, .sum_ns = w->sum_ns,
+                       .sum_sq_ns = w->sum_sq_ns, .coll = (int32_t)(r->small >> 24),
+                       .algo = (int32_t)((r->small >> 16) & 0xff),
+                       .proto = (int32_t)((r->small >> 8) & 0xff),
+                       .n_channels = (int32_t)(r->small & 0xff), .ranks = w->ranks, .row = id};
+    w->pending = false;
+    w->window++;
+  }
+  a->n_pending[channel] -= (uint32_t)n;
+  if (n > 0 && a->n_pending[channel] > 0)
+    memmove(pending, pending + n, (size_t)a->n_pending[channel] * sizeof *pending);
+  return n;
+}
+
+void cpi_agg_get_info(const cpi_agg* a, cpi_agg_info* info) {
+  if (a == NULL || info == NULL) return;
+  info->rows = a->n_rows;
+  for (int c = 0; c < CPI_CHANNELS; c++) info->pending[c] = a->n_pending[c];
+  info->senders = a->n_senders;
+  info->stats_dropped = a->stats_dropped;
+}
