@@ -230,14 +230,7 @@ class CommState:
     def _row_meta(self, row: int, coll: int, n_bytes: int, algo: int, proto: int,
                   nch: int) -> tuple[Key, ArmRan, bool]:
         meta = self._meta
-        if self._meta_version != len(self.keys):
-            meta.clear()  # a new key may have made a (coll, n_bytes) ambiguous, or resolved it
-            self._meta_version = len(self.keys)
-        if row < len(meta):
-            m = meta[row]
-            if m is not None:
-                return m
-        else:
+        if row >= len(meta):
             meta.extend([None] * (row + 1 - len(meta)))
         pipes = self.pipe_ops.get((coll, n_bytes), set())
         npo = next(iter(pipes)) if len(pipes) == 1 else 1
@@ -249,12 +242,19 @@ class CommState:
         out: list[Observation] = []
         calls = self.max_calls
         if self.native is not None:
-            meta = self._row_meta
+            meta = self._meta
+            if self._meta_version != len(self.keys):
+                meta.clear()  # a new key may have made a (coll, n_bytes) ambiguous, or resolved it
+                self._meta_version = len(self.keys)
+            n_meta = len(meta)
+            append = out.append
             for n_bytes, count, untimed, lo, hi, s, q, coll, algo, proto, nch, ranks, row \
                     in self.native.take(channel):
-                key, arm, ambiguous = meta(row, coll, n_bytes, algo, proto, nch)
-                out.append(Observation(key, arm, count, s, q, lo, hi, untimed, ranks, calls,
-                                       ambiguous))
+                m = meta[row] if row < n_meta else None
+                if m is None:
+                    m = self._row_meta(row, coll, n_bytes, algo, proto, nch)
+                    n_meta = len(meta)
+                append(Observation(m[0], m[1], count, s, q, lo, hi, untimed, ranks, calls, m[2]))
         agg = self.agg if channel == BRAIN else self.agg_summary
         for (coll, n_bytes, algo, proto, nch), a in agg.items():
             pipes = self.pipe_ops.get((coll, n_bytes), set())
