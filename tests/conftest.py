@@ -17,10 +17,10 @@ from cclpilot import paths  # noqa: E402
 from cclpilot.errors import PluginLoadError  # noqa: E402
 
 
-def _build() -> None:
+def _build(targets: tuple[str, ...] = ("nccl-tuner-cclpilot", "cclpilot-simhost")) -> None:
     build = REPO / "build"
     for cmd in (["cmake", "-S", str(REPO), "-B", str(build)],
-                ["cmake", "--build", str(build), "-j2", "--target", "nccl-tuner-cclpilot", "cclpilot-simhost"]):
+                ["cmake", "--build", str(build), "-j2", "--target", *targets]):
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             # Fail loudly: tests that need the real plugin must not silently skip.
@@ -37,6 +37,17 @@ def plugin_library() -> Path:
     except PluginLoadError:
         _build()
     return paths.plugin_library()
+
+
+@pytest.fixture(scope="session")
+def ingest_library() -> Path:
+    """Absolute path of the built libcclpilot-ingest.so (the daemon's native MEASUREMENTS path),
+    built into <repo>/build if missing."""
+    try:
+        paths.ingest_library()
+    except PluginLoadError:
+        _build(("cclpilot-ingest",))
+    return paths.ingest_library()
 
 
 @pytest.fixture
