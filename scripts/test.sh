@@ -24,8 +24,8 @@ TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure \
 echo "== protocol decoder fuzzing (libFuzzer, bounded) =="
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug -DCCLPILOT_FUZZ=ON \
   -DCCLPILOT_BUILD_BENCH=OFF >/dev/null
-cmake --build build-fuzz -j"$jobs" --target fuzz_decode >/dev/null
-ctest --test-dir build-fuzz --output-on-failure -R fuzz_decode_smoke
+cmake --build build-fuzz -j"$jobs" --target fuzz_decode fuzz_ingest >/dev/null
+ctest --test-dir build-fuzz --output-on-failure -R 'fuzz_(decode|ingest)_smoke$'
 
 echo "== mypy =="
 .venv/bin/python -m mypy

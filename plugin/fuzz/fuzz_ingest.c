@@ -1,0 +1,111 @@
+/*
+ * libFuzzer target for the daemon's native MEASUREMENTS ingestion (plugin/ingest/cpi_ingest.c),
+ * seeded with proto/vectors/.
+ *
+ * The oracle is the plugin's full decoder: cpi_decode_measurements must accept exactly the frames
+ * cp_msg_decode accepts as MEASUREMENTS, with the same values, and must not send a canonical
+ * encoding to the slow path. Accepted reports then go through an aggregate as several senders,
+ * so the sanitizers see the tables grow, fill and drain. A broken promise aborts.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cp_codec.h"
+/* Included, not linked: the decoded stats live in the decoder's private struct. */
+#include "cpi_ingest.c"
+
+static void fail(const char* what, const char* detail) {
+  fprintf(stderr, "fuzz_ingest: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+  abort();
+}
+
+static int stat_same(const cp_wire_stat* a, const cp_wire_stat* b) {
+  return a->coll == b->coll && a->n_bytes == b->n_bytes && a->algo == b->algo &&
+         a->proto == b->proto && a->n_channels == b->n_channels && a->count == b->count &&
+         memcmp(&a->sum_ns, &b->sum_ns, sizeof a->sum_ns) == 0 &&
+         memcmp(&a->sum_sq_ns, &b->sum_sq_ns, sizeof a->sum_sq_ns) == 0 &&
+         a->min_ns == b->min_ns && a->max_ns == b->max_ns &&
+         memcmp(a->hist, b->hist, sizeof a->hist) == 0 && a->untimed == b->untimed;
+}
+
+/* Takes a channel dry in slices of cap; returns the total count taken. */
+static uint64_t drain(cpi_agg* agg, uint32_t ch, size_t cap, uint64_t rows) {
+  cpi_obs out[7];
+  uint64_t total = 0;
+  size_t n;
+  while ((n = cpi_agg_take(agg, ch, out, cap)) > 0) {
+    if (n > cap) fail("take wrote past its cap", NULL);
+    for (size_t i = 0; i < n; i++) {
+      if (out[i].ranks == 0 || out[i].row >= rows) fail("observation without ranks or row", NULL);
+      /* Every sender with samples reports min <= max, and the window's extremes come from them. */
+      if (out[i].count > 0 && out[i].min_ns > out[i].max_ns)
+        fail("a window with samples has min above max", NULL);
+      total += out[i].count;
+    }
+  }
+  return total;
+}
+
+static void aggregate(const cpi_decoder* dec) {
+  cpi_agg* agg = cpi_agg_new(64, 4);
+  if (agg == NULL) return;
+  /* Sender 0 credits, sender 1 only moves its counters and then repeats itself, sender 3 comes
+   * in after a partial take; sender 4 is out of range. */
+  if (cpi_agg_absorb(agg, 0, dec, 1) != 0 || cpi_agg_absorb(agg, 1, dec, 0) != 0 ||
+      cpi_agg_absorb(agg, 1, dec, 1) != 0)
+    fail("absorb failed", NULL);
+  cpi_obs first[3];
+  uint64_t ch0 = 0;
+  const size_t n = cpi_agg_take(agg, 0, first, 3);
+  for (size_t i = 0; i < n; i++) ch0 += first[i].count;
+  if (cpi_agg_absorb(agg, 3, dec, 1) != 0 || cpi_agg_absorb(agg, 0, dec, 1) != 0)
+    fail("absorb failed", NULL);
+  if (cpi_agg_absorb(agg, 4, dec, 1) != -1) fail("sender beyond max_senders absorbed", NULL);
+  cpi_agg_info info;
+  cpi_agg_get_info(agg, &info);
+  if (info.rows > 64 || info.senders != 4) fail("aggregate limits not kept", NULL);
+  ch0 += drain(agg, 0, 7, info.rows);
+  const uint64_t ch1 = drain(agg, 1, 5, info.rows);
+  /* Both channels were credited the same samples. */
+  if (ch0 != ch1) fail("channels disagree on the samples credited", NULL);
+  cpi_agg_get_info(agg, &info);
+  if (info.pending[0] != 0 || info.pending[1] != 0) fail("rows pending after a full take", NULL);
+  cpi_agg_free(agg);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static cpi_decoder* dec;
+  if (dec == NULL && (dec = cpi_decoder_new()) == NULL) return 0;
+  cpi_report_head head;
+  const int r = cpi_decode_measurements(dec, data, size, &head);
+  if (r < 0) return 0; /* out of memory */
+  cp_msg m;
+  cp_decode_error err;
+  const cp_result rc = cp_msg_decode(data, size, &m, &err);
+  if (rc == CP_ERR_NOMEM) return 0;
+  const int ok = rc == CP_OK && m.type == CP_MSG_MEASUREMENTS;
+  if (r != ok) fail(r ? "ingest accepted what cp_msg_decode refuses" : "ingest refused a valid "
+                    "MEASUREMENTS", rc == CP_OK ? cp_msg_type_name(m.type) : err.message);
+  if (ok) {
+    const cp_msg_measurements* mm = &m.u.measurements;
+    if (head.comm != mm->comm || head.calls != mm->calls || head.dropped != mm->dropped ||
+        head.n_stats != mm->n_stats || head.exact > 1 || dec->head.n_stats != head.n_stats)
+      fail("report head differs from cp_msg_decode's", NULL);
+    for (uint32_t i = 0; i < mm->n_stats; i++)
+      if (!stat_same(&dec->stats[i], &mm->stats[i])) fail("a stat differs from cp_msg_decode's", NULL);
+    if (head.exact) {
+      cp_buf b;
+      cp_buf_init(&b, 0);
+      if (cp_msg_encode(&m, &b, &err) == CP_OK && b.len == size && memcmp(b.data, data, size) == 0)
+        fail("a canonical encoding missed the fast path", NULL);
+      cp_buf_free(&b);
+    }
+    aggregate(dec);
+  }
+  cp_msg_free(&m);
+  return 0;
+}
