@@ -964,19 +964,9 @@ def test_native_refusal_of_a_valid_report_drops_it(tmp_path: Path,
         (Key(4, 1 << 20, 1), ArmRan(1, 2, 8)): (5, 50.0, 1)}
 
 
-# ---- known divergences (found by this file; see the reasons) --------------------------------------
-#
-# Each pins a place where the native path and the Python reference still disagree, with the
-# smallest input that shows it. strict=True: once the paths agree, the test passes and fails the
-# run, so whoever fixes the divergence removes the marker and keeps the test.
+# ---- divergences this file found, fixed: each keeps the smallest input that showed it ----------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "CommState.sender_ids outlives unregister(): a slot re-registered after unregister keeps its "
-    "native sender counters, while the Python path starts a fresh RankReg.cumul, so the first "
-    "report after re-registration is differenced natively and taken whole in Python (reachable "
-    "through server._on_hello: HELLO without rank, HELLO with rank on the same connection, then "
-    "HELLO without rank for the same host and pid on another one)"))
 def test_reregistered_slot_differences_alike(native: NativeIngest) -> None:
     sk = (4, 1024, 1, 2, 8)
     pair = Pair(native, 2)
@@ -991,25 +981,19 @@ def test_reregistered_slot_differences_alike(native: NativeIngest) -> None:
     pair.regs[0] = (ra, rb)
     pair.absorb(0, encode(Measurements.model_validate(report(
         COMM, 2, [stat(sk, 15, 150.0, 1500.0, 10, 10, 0)]))))
-    pair.take(BRAIN)     # native: count 5; Python: count 15
+    # Counters belong to the slot: the re-registered rank continues them (5 new samples).
+    assert [o.count for o in pair.take(BRAIN)] == [5]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "64-bit overflow: the C aggregate sums counts and untimed in uint64_t and wraps, the Python "
-    "one sums unbounded ints (2 ranks with untimed = 2^63 each: native 0, Python 2^64)"))
 def test_window_sums_beyond_u64_alike(native: NativeIngest) -> None:
     sk = (4, 1024, 1, 2, 8)
     pair = Pair(native, 2)
     for r in range(2):
         pair.absorb(r, encode(Measurements.model_validate(report(
             COMM, 1, [stat(sk, 0, 0.0, 0.0, 0, 0, 1 << 63)]))))
-    pair.take(BRAIN)
+    assert [o.untimed for o in pair.take(BRAIN)] == [(1 << 64) - 1]   # saturated, not wrapped
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "row limit: the C aggregate also bounds the communicator's distinct (key, arm) rows by "
-    "max_rows (ingest.MAX_ROWS), the Python path bounds only each sender's table (registry."
-    "MAX_ROWS), so senders that together report more distinct keys diverge"))
 def test_communicator_row_limit_alike(native: NativeIngest,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(registry, "MAX_ROWS", 4)
@@ -1018,4 +1002,24 @@ def test_communicator_row_limit_alike(native: NativeIngest,
     for r in range(2):
         stats = [stat((4, 1 << (k + 3 * r), 1, 2, 8), 1, 1.0, 1.0, 1, 1, 0) for k in range(3)]
         pair.absorb(r, encode(Measurements.model_validate(report(COMM, 1, stats))))
-    pair.take(BRAIN)     # native: 4 rows (2 stats dropped); Python: 6 rows
+    assert len(pair.take(BRAIN)) == 4   # the communicator's limit; 2 stats dropped on each path
+    assert pair.py.stats_dropped == 2
+
+
+def test_counters_follow_a_connection_that_changes_slot(native: NativeIngest) -> None:
+    """HELLO without a rank, then with it (the rank became known): same plugin, same counters."""
+    sk = (4, 1024, 1, 2, 8)
+    pair = Pair(native, 2)
+    pair.absorb(0, encode(Measurements.model_validate(report(
+        COMM, 1, [stat(sk, 10, 100.0, 1000.0, 10, 10, 0)]))))
+    assert [o.count for o in pair.take(BRAIN)] == [10]
+    for st, reg in zip((pair.nat, pair.py), pair.regs[0]):
+        new_slot = ("p", "node0", 4242)
+        st.unregister(reg.slot)
+        st.move_counters(reg.slot, new_slot)
+        moved = RankReg(new_slot, reg.identity, None, "node0", 4242, frozenset(), 2)
+        st.register(new_slot, moved)
+    pair.regs[0] = (pair.nat.slots[("p", "node0", 4242)], pair.py.slots[("p", "node0", 4242)])
+    pair.absorb(0, encode(Measurements.model_validate(report(
+        COMM, 2, [stat(sk, 12, 120.0, 1200.0, 10, 10, 0)]))))
+    assert [o.count for o in pair.take(BRAIN)] == [2]   # not 12: nothing counted twice

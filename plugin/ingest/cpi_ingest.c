@@ -1,8 +1,9 @@
 /*
  * Daemon-side measurement ingestion (see cpi_ingest.h).
  *
- * Two decoders: a fast path that accepts exactly the canonical encoding (PROTOCOL.md part 2:
- * fields in table order, floats as float64; any integer width is taken) of a valid MEASUREMENTS,
+ * Two decoders: a fast path that accepts the canonical encoding (PROTOCOL.md part 2: fields in
+ * table order; it also takes any integer width and float32, which cost nothing to read) of a
+ * valid MEASUREMENTS,
  * walking the bytes once without building anything; and the plugin's full decoder
  * (cp_msg_decode) for every other valid encoding. The fast path only ever *accepts* what the
  * full decoder accepts, with the same values; whatever it does not recognise it hands over.
@@ -395,6 +396,10 @@ static sender_entry* entry_of(cpi_agg* a, sender_tab* t, uint64_t n_bytes, uint3
   return &t->slots[i];
 }
 
+/* Sums over senders saturate at the wire's u64 (registry._credit does the same): no real
+ * counters get there, and a hostile report must not wrap a window's count around. */
+static uint64_t sat_add(uint64_t a, uint64_t b) { return a + b < a ? UINT64_MAX : a + b; }
+
 static void credit_row(cpi_agg* a, sender_entry* e, const cp_wire_stat* s, uint64_t dc,
                        double ds, double dq, uint64_t du) {
   for (int c = 0; c < CPI_CHANNELS; c++) {
@@ -408,10 +413,10 @@ static void credit_row(cpi_agg* a, sender_entry* e, const cp_wire_stat* s, uint6
       w->max_ns = s->max_ns;
       a->pending[c][a->n_pending[c]++] = e->row;
     }
-    w->count += dc;
+    w->count = sat_add(w->count, dc);
     w->sum_ns += ds > 0.0 ? ds : 0.0;
     w->sum_sq_ns += dq > 0.0 ? dq : 0.0;
-    w->untimed += du;
+    w->untimed = sat_add(w->untimed, du);
     if (s->count > 0) {
       /* The extremes are the senders' cumulative ones: per-window extremes cannot be recovered
        * from cumulative summaries. */

@@ -17,7 +17,7 @@ from cclpilot.daemon.brain import ArmRan, CommInfo, Key, Observation
 from cclpilot.daemon.fastmeas import FastMeasurements
 from cclpilot.daemon.ingest import BRAIN, MAX_ROWS, NativeAgg, NativeIngest
 from cclpilot.daemon.plans import PlanRound
-from cclpilot.proto.messages import Measurements
+from cclpilot.proto.messages import U64_MAX, Measurements
 
 SlotKey = tuple[object, ...]
 RATE_WINDOW_S = 0.05   # shortest interval a call-rate estimate is taken over
@@ -100,18 +100,35 @@ class CommState:
     # slot keeps its number across reconnects, so cumulative counters continue.
     native: NativeAgg | None = None
     sender_ids: dict[SlotKey, int] = field(default_factory=dict)
+    next_sender: int = 0
+    # Python path: each slot's last cumulative counters (RankReg.cumul is the same dict).
+    cumuls: dict[SlotKey, dict[StatKey, Cumul]] = field(default_factory=dict)
+    rows_seen: set[StatKey] = field(default_factory=set)   # Python path: distinct (key, arm)
     stats_dropped: int = 0   # Python path: stat entries beyond MAX_ROWS per sender
     # Native path: (Key, ArmRan, key_ambiguous) per aggregate row id, rebuilt when keys change.
     _meta: list[tuple[Key, ArmRan, bool] | None] = field(default_factory=list)
     _meta_version: int = 0
 
     def register(self, slot: SlotKey, reg: RankReg) -> None:
-        """Puts reg in slot, replacing (and unindexing) whatever held it."""
+        """Puts reg in slot, replacing (and unindexing) whatever held it. Cumulative counters
+        belong to the slot, not to one registration: a rank that reconnects (or registers again
+        after its slot was dropped) continues the counters its plugin kept, on both paths."""
         old = self.slots.get(slot)
         if old is not None and self.by_identity.get(old.identity) == slot:
             del self.by_identity[old.identity]
         self.slots[slot] = reg
         self.by_identity[reg.identity] = slot
+        reg.cumul = self.cumuls.setdefault(slot, {})
+
+    def move_counters(self, src: SlotKey, dst: SlotKey) -> None:
+        """dst takes over src's cumulative counters (Python path) and sender number (native)."""
+        if src in self.cumuls:
+            self.cumuls[dst] = self.cumuls.pop(src)
+            reg = self.slots.get(dst)
+            if reg is not None:
+                reg.cumul = self.cumuls[dst]
+        if src in self.sender_ids:
+            self.sender_ids[dst] = self.sender_ids.pop(src)
 
     def unregister(self, slot: SlotKey) -> None:
         old = self.slots.pop(slot, None)
@@ -121,7 +138,10 @@ class CommState:
     def sender_id(self, slot: SlotKey) -> int:
         sid = self.sender_ids.get(slot)
         if sid is None:
-            sid = self.sender_ids[slot] = len(self.sender_ids)
+            # Numbers are never reused (a moved slot leaves its old number unused), so two
+            # slots can never share counters; max_senders bounds the total.
+            sid = self.sender_ids[slot] = self.next_sender
+            self.next_sender += 1
         return sid
 
     def max_senders(self) -> int:
@@ -182,17 +202,14 @@ class CommState:
             # old plan and the new one: keep the counters current, credit nothing.
             for sk, c, s, q, lo, hi, u in zip(m.keys, m.counts, m.sum_ns, m.sum_sq_ns, m.min_ns,
                                               m.max_ns, m.untimed):
-                if sk in cumul or len(cumul) < MAX_ROWS:
+                if sk in cumul or self._admit(cumul, sk):
                     cumul[sk] = (c, s, q, lo, hi, u)
-                else:
-                    self.stats_dropped += 1
             return
         slot = reg.slot
         for sk, c, s, q, lo, hi, u in zip(m.keys, m.counts, m.sum_ns, m.sum_sq_ns, m.min_ns,
                                           m.max_ns, m.untimed):
             prev = cumul.get(sk)
-            if prev is None and len(cumul) >= MAX_ROWS:
-                self.stats_dropped += 1
+            if prev is None and not self._admit(cumul, sk):
                 continue
             cumul[sk] = (c, s, q, lo, hi, u)
             if prev is not None and c >= prev[0] and u >= prev[5]:
@@ -209,9 +226,21 @@ class CommState:
             _credit(self.agg, sk, slot, dc, ds, dq, du, c, lo, hi)
             _credit(self.agg_summary, sk, slot, dc, ds, dq, du, c, lo, hi)
 
+    def _admit(self, cumul: dict[StatKey, Cumul], sk: StatKey) -> bool:
+        """Whether a sender's new stat key fits the limits (cpi_ingest.c entry_of/row_of): at
+        most MAX_ROWS per sender and MAX_ROWS distinct (key, arm) in the communicator."""
+        if len(cumul) >= MAX_ROWS or (sk not in self.rows_seen
+                                      and len(self.rows_seen) >= MAX_ROWS):
+            self.stats_dropped += 1
+            return False
+        self.rows_seen.add(sk)
+        return True
+
     def absorb_raw(self, reg: RankReg, sk: StatKey, cur: Cumul) -> None:
         """One stat of a cumulative report: the per-stat reference for absorb_cols."""
         prev = reg.cumul.get(sk)
+        if prev is None and not self._admit(reg.cumul, sk):
+            return
         if prev is not None and cur[0] >= prev[0] and cur[5] >= prev[5]:
             dc, ds, dq, du = cur[0] - prev[0], cur[1] - prev[1], cur[2] - prev[2], cur[5] - prev[5]
         else:  # first report, or counters went back (a restarted plugin): take it whole
@@ -274,10 +303,12 @@ def _credit(agg: dict[StatKey, Accum], sk: StatKey, slot: SlotKey, dc: int, ds: 
     a = agg.get(sk)
     if a is None:
         a = agg[sk] = Accum(min_ns=lo, max_ns=hi)
-    a.count += dc
+    # Counts saturate at the wire's u64, as in C: no sum of real counters gets there, and a
+    # hostile one must not produce a value the protocol and the artifacts cannot carry.
+    a.count = min(a.count + dc, U64_MAX)
     a.sum_ns += ds if ds > 0.0 else 0.0
     a.sum_sq_ns += dq if dq > 0.0 else 0.0
-    a.untimed += du
+    a.untimed = min(a.untimed + du, U64_MAX)
     if count > 0:
         # The extremes are the senders' cumulative ones: per-window extremes cannot be
         # recovered from cumulative summaries.

@@ -12,7 +12,7 @@ import os
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +96,12 @@ def _measurement_owner(frames: list[bytes]) -> tuple[bytes, bytes] | None:
     if size == 0 or len(data) < start + size:
         return None
     return frames[0], data[start:start + size]
+
+
+# Longest stretch of queued reports handled before the socket is read again.
+_SLICE_S = 0.005
+# Heartbeats, absence and stale connections are checked this often.
+_PEER_CHECK_S = 0.05
 
 
 def _urgent(frames: list[bytes]) -> bool:
@@ -242,6 +248,11 @@ class Daemon:
         self._brains: dict[int, Brain] = {}      # owned by the worker thread while it runs
         self._worker: threading.Thread | None = None
         self._ingest: NativeIngest | None = load_native_ingest() if config.native_ingest else None
+        # Received messages waiting to be handled: (sequence, report owner or None, frames).
+        self._backlog: deque[tuple[int, tuple[bytes, bytes] | None, list[bytes]]] = deque()
+        self._newest: dict[tuple[bytes, bytes], int] = {}  # owner -> its newest queued report
+        self._seq = 0
+        self._next_peer_check = 0.0
         # Whether handling messages took more than half of the last second (see _comm_timers).
         self.loaded = False
         self._busy_s = 0.0
@@ -339,6 +350,10 @@ class Daemon:
                 snap = {"error": f"snapshot failed: {e!r}"}
             if st is not None:
                 self.artifacts.brain_snapshot(st.job, comm, snap)
+        try:
+            self._drain_backlog(None)  # reports received before the stop still count
+        except Exception:
+            log.exception("handling the last queued reports failed")
         for st in self.comms.values():
             try:
                 self._write_summary(st, time.monotonic())  # the last, partial window too
@@ -359,15 +374,22 @@ class Daemon:
         poller.register(self._sock, zmq.POLLIN)
         try:
             while not self._stop.is_set():
-                if poller.poll(10):
-                    batch: list[list[bytes]] = []
+                # Receiving is cheap and handling reports is not: read everything that arrived
+                # (answering HELLOs and ACKs on the spot), then handle queued reports for at most
+                # a slice of time before looking at the socket again. A backlog of reports thus
+                # never delays a plan answer by more than a slice.
+                if poller.poll(0 if self._backlog else 10):
+                    t0 = time.monotonic()
                     for _ in range(20_000):  # bounded, so timers still run under flood
                         try:
-                            batch.append(self._sock.recv_multipart(zmq.NOBLOCK))
+                            frames = self._sock.recv_multipart(zmq.NOBLOCK)
                         except zmq.Again:
                             break
+                        self._enqueue(frames)
+                    self._busy_s += time.monotonic() - t0
+                if self._backlog:
                     t0 = time.monotonic()
-                    self._on_batch(batch)
+                    self._drain_backlog(t0 + _SLICE_S)
                     self._busy_s += time.monotonic() - t0
                 now = time.monotonic()
                 if now - self._load_since >= 1.0:
@@ -382,6 +404,20 @@ class Daemon:
             self._shutdown()
 
     def _timers(self, now: float) -> None:
+        # The loop comes here every few milliseconds under load; walking a thousand peers that
+        # often would cost more than the heartbeats need (their periods are seconds).
+        if now >= self._next_peer_check:
+            self._next_peer_check = now + _PEER_CHECK_S
+            self._peer_timers(now)
+        ask_every = self.config.ask_interval_ms / 1000.0
+        for st in list(self.comms.values()):
+            try:
+                self._comm_timers(st, now, ask_every)
+            except Exception:  # one communicator's failure must not stop the others' plans
+                self.stats.internal_errors += 1
+                log.exception("comm %016x: timer work failed", st.comm)
+
+    def _peer_timers(self, now: float) -> None:
         hb = self.config.heartbeat_ms / 1000.0
         # Connections that registered nothing (left behind by a reconnect, or that only ever
         # sent junk) are forgotten once quiet, so reconnects and scans never grow memory.
@@ -406,13 +442,6 @@ class Daemon:
                                     "marked absent", comm, now - peer.last_seen)
                         self.artifacts.event(st.job, comm, "rank_absent",
                                              {"silent_s": now - peer.last_seen})
-        ask_every = self.config.ask_interval_ms / 1000.0
-        for st in list(self.comms.values()):
-            try:
-                self._comm_timers(st, now, ask_every)
-            except Exception:  # one communicator's failure must not stop the others' plans
-                self.stats.internal_errors += 1
-                log.exception("comm %016x: timer work failed", st.comm)
 
     def _comm_timers(self, st: CommState, now: float, ask_every: float) -> None:
         rnd = st.round
@@ -537,31 +566,43 @@ class Daemon:
                         getattr(msg, "comm", None))
 
     def _on_batch(self, batch: list[list[bytes]]) -> None:
-        """Handles what arrived since the last poll, with overload in mind.
-
-        Plan answers and registrations go first: behind a backlog of measurement reports an ACK
-        waiting its turn would time its round out. MEASUREMENTS are cumulative (PROTOCOL.md), so
-        of several reports from one connection about one communicator only the newest matters;
-        the older ones are skipped unread, which is what keeps a daemon that falls behind from
-        falling further behind."""
-        newest: dict[tuple[bytes, bytes], int] = {}
-        for i, frames in enumerate(batch):
-            owner = _measurement_owner(frames)
-            if owner is not None:
-                newest[owner] = i
+        """Handles a batch of received messages completely (tests; the loop interleaves)."""
         for frames in batch:
-            if _urgent(frames):
-                self._on_frames(frames)
-        for i, frames in enumerate(batch):
-            if _urgent(frames):
-                continue
-            owner = _measurement_owner(frames)
-            if owner is not None and newest[owner] != i:
-                self.stats.received += 1
-                self.stats.superseded += 1
-                self._touch(frames[0])
-                continue
+            self._enqueue(frames)
+        self._drain_backlog(None)
+
+    def _enqueue(self, frames: list[bytes]) -> None:
+        """Answers plan ACKs and registrations at once (behind a backlog of reports an ACK
+        waiting its turn would time its round out); queues everything else, in order.
+        MEASUREMENTS are cumulative (PROTOCOL.md), so of several queued reports from one
+        connection about one communicator only the newest will be read: that is what keeps a
+        daemon that falls behind from falling further behind."""
+        if _urgent(frames):
             self._on_frames(frames)
+            return
+        self._seq += 1
+        owner = _measurement_owner(frames)
+        if owner is not None:
+            self._newest[owner] = self._seq
+        self._backlog.append((self._seq, owner, frames))
+
+    def _drain_backlog(self, deadline: float | None) -> None:
+        backlog = self._backlog
+        newest = self._newest
+        n = 0
+        while backlog:
+            seq, owner, frames = backlog.popleft()
+            if owner is not None:
+                if newest[owner] != seq:
+                    self.stats.received += 1
+                    self.stats.superseded += 1
+                    self._touch(frames[0])
+                    continue
+                del newest[owner]
+            self._on_frames(frames)
+            n += 1
+            if deadline is not None and n % 8 == 0 and time.monotonic() >= deadline:
+                return
 
     def _touch(self, identity: bytes) -> None:
         now = time.monotonic()
@@ -622,12 +663,14 @@ class Daemon:
             return
         prior_slot = st.slot_of(identity)
         if prior_slot is not None and prior_slot != slot:
+            # The same connection now registers under another slot (its rank became known):
+            # its reports continue the same cumulative counters.
             st.unregister(prior_slot)
+            st.move_counters(prior_slot, slot)
         self._session += 1
         features = frozenset(msg.features) & frozenset(FEATURES)
         reg = RankReg(slot, identity, msg.rank, msg.host, msg.pid, features, self._session)
         if old is not None:
-            reg.cumul = old.cumul  # a reconnect continues the same cumulative counters
             if old.identity != identity:
                 oldpeer = self.peers.get(old.identity)
                 if oldpeer is not None:
@@ -925,6 +968,12 @@ def serve(config: DaemonConfig, argv_env: Sequence[str] = ()) -> None:
     """Foreground daemon until SIGINT/SIGTERM (used by the CLI)."""
     import signal
 
+    import gc
+
+    # The daemon allocates a tuple per report and per (key, arm) per tell and frees them at
+    # once; with the default thresholds the cyclic collector ran hundreds of times a second
+    # for nothing. (Only in the daemon's own process: an embedded Daemon leaves gc alone.)
+    gc.set_threshold(100_000, 50, 50)
     d = Daemon(config)
     for line in d.env_lines():
         print(line, flush=True)
