@@ -1023,3 +1023,25 @@ def test_counters_follow_a_connection_that_changes_slot(native: NativeIngest) ->
     pair.absorb(0, encode(Measurements.model_validate(report(
         COMM, 2, [stat(sk, 12, 120.0, 1200.0, 10, 10, 0)]))))
     assert [o.count for o in pair.take(BRAIN)] == [2]   # not 12: nothing counted twice
+
+
+def test_window_extremes_come_from_contributors_with_timed_samples(native: NativeIngest) -> None:
+    """A window opened by a sender whose news is untimed only still keeps that sender's
+    cumulative minimum; a sender without timed samples never sets the extremes."""
+    sk = (4, 1024, 1, 2, 8)
+    pair = Pair(native, 3)
+
+    def send(rank: int, calls: int, count: int, lo: int, hi: int, untimed: int) -> None:
+        pair.absorb(rank, encode(Measurements.model_validate(report(
+            COMM, calls, [stat(sk, count, 10.0 * count, 100.0 * count, lo, hi, untimed)]))))
+
+    send(0, 1, 5, 10, 20, 0)
+    pair.take(BRAIN)
+    send(0, 2, 5, 10, 20, 1)       # untimed news only: opens the window
+    send(1, 2, 3, 15, 18, 0)       # first report: 3 timed samples
+    send(2, 2, 0, 0, 0, 4)         # no timed samples at all
+    (o,) = pair.take(BRAIN)
+    assert (o.count, o.untimed, o.min_ns, o.max_ns, o.ranks) == (3, 5, 10, 20, 3)
+    send(2, 3, 0, 0, 0, 6)
+    (o,) = pair.take(BRAIN)
+    assert (o.count, o.min_ns, o.max_ns) == (0, 0, 0)

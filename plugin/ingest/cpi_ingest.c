@@ -253,6 +253,7 @@ typedef struct {
 /* One channel's pending window of a row. */
 typedef struct {
   bool pending;
+  bool has_extremes;      /* a sender with timed samples contributed to min_ns / max_ns */
   uint32_t ranks;
   uint64_t window;        /* bumped at each take of this row; starts at 1 (entries start at 0) */
   uint64_t count, untimed, min_ns, max_ns;
@@ -406,11 +407,11 @@ static void credit_row(cpi_agg* a, sender_entry* e, const cp_wire_stat* s, uint6
     row_window* w = &a->rows[e->row].ch[c];
     if (!w->pending) {
       w->pending = true;
+      w->has_extremes = false;
       w->ranks = 0;
       w->count = w->untimed = 0;
+      w->min_ns = w->max_ns = 0;
       w->sum_ns = w->sum_sq_ns = 0.0;
-      w->min_ns = s->min_ns;
-      w->max_ns = s->max_ns;
       a->pending[c][a->n_pending[c]++] = e->row;
     }
     w->count = sat_add(w->count, dc);
@@ -418,10 +419,12 @@ static void credit_row(cpi_agg* a, sender_entry* e, const cp_wire_stat* s, uint6
     w->sum_sq_ns += dq > 0.0 ? dq : 0.0;
     w->untimed = sat_add(w->untimed, du);
     if (s->count > 0) {
-      /* The extremes are the senders' cumulative ones: per-window extremes cannot be recovered
-       * from cumulative summaries. */
-      w->min_ns = w->count > dc ? (s->min_ns < w->min_ns ? s->min_ns : w->min_ns) : s->min_ns;
-      if (s->max_ns > w->max_ns) w->max_ns = s->max_ns;
+      /* The extremes over the contributing senders that have timed samples, of their
+       * cumulative extremes: per-window extremes cannot be recovered from cumulative
+       * summaries. (0 / 0 when no contributor has any.) */
+      if (!w->has_extremes || s->min_ns < w->min_ns) w->min_ns = s->min_ns;
+      if (!w->has_extremes || s->max_ns > w->max_ns) w->max_ns = s->max_ns;
+      w->has_extremes = true;
     }
     if (e->counted_window[c] != w->window) {
       e->counted_window[c] = w->window;

@@ -58,6 +58,7 @@ class Accum:
     max_ns: int = 0
     untimed: int = 0
     ranks: set[SlotKey] = field(default_factory=set)
+    has_extremes: bool = False   # a contributor with timed samples set min_ns / max_ns
 
 
 @dataclass
@@ -302,7 +303,7 @@ def _credit(agg: dict[StatKey, Accum], sk: StatKey, slot: SlotKey, dc: int, ds: 
     """Adds one sender's new samples of sk to a pending window (cpi_ingest.c credit_row)."""
     a = agg.get(sk)
     if a is None:
-        a = agg[sk] = Accum(min_ns=lo, max_ns=hi)
+        a = agg[sk] = Accum()
     # Counts saturate at the wire's u64, as in C: no sum of real counters gets there, and a
     # hostile one must not produce a value the protocol and the artifacts cannot carry.
     a.count = min(a.count + dc, U64_MAX)
@@ -310,9 +311,12 @@ def _credit(agg: dict[StatKey, Accum], sk: StatKey, slot: SlotKey, dc: int, ds: 
     a.sum_sq_ns += dq if dq > 0.0 else 0.0
     a.untimed = min(a.untimed + du, U64_MAX)
     if count > 0:
-        # The extremes are the senders' cumulative ones: per-window extremes cannot be
-        # recovered from cumulative summaries.
-        a.min_ns = (lo if lo < a.min_ns else a.min_ns) if a.count > dc else lo
-        if hi > a.max_ns:
+        # The extremes over the contributing senders that have timed samples, of their
+        # cumulative extremes: per-window extremes cannot be recovered from cumulative
+        # summaries. (0 / 0 when no contributor has any.)
+        if not a.has_extremes or lo < a.min_ns:
+            a.min_ns = lo
+        if not a.has_extremes or hi > a.max_ns:
             a.max_ns = hi
+        a.has_extremes = True
     a.ranks.add(slot)
