@@ -193,6 +193,10 @@ class DaemonStats:
     reports_unabsorbed: int = 0  # reports ignored: a communicator's sender table was full
     stats_dropped: int = 0  # stat entries ignored: a sender's or communicator's table was full
     commit_latency_s: list[float] = field(default_factory=list)
+    # Seconds the loop spent receiving (and answering plan messages), handling queued reports,
+    # and in timers (heartbeats, rounds, brain hand-offs, summaries).
+    loop_s: dict[str, float] = field(default_factory=lambda: {
+        "receive": 0.0, "reports": 0.0, "timers": 0.0})
 
     def as_dict(self) -> dict[str, object]:
         lat = sorted(self.commit_latency_s)
@@ -206,7 +210,8 @@ class DaemonStats:
                 "superseded": self.superseded, "ingest": self.ingest,
                 "measurements_exact": self.measurements_exact,
                 "reports_unabsorbed": self.reports_unabsorbed,
-                "stats_dropped": self.stats_dropped, "commit_latency_p99_s": p99}
+                "stats_dropped": self.stats_dropped, "commit_latency_p99_s": p99,
+                "loop_s": {k: round(v, 3) for k, v in self.loop_s.items()}}
 
 
 def default_run_dir() -> Path:
@@ -378,25 +383,36 @@ class Daemon:
                 # (answering HELLOs and ACKs on the spot), then handle queued reports for at most
                 # a slice of time before looking at the socket again. A backlog of reports thus
                 # never delays a plan answer by more than a slice.
+                loop = self.stats.loop_s
                 if poller.poll(0 if self._backlog else 10):
                     t0 = time.monotonic()
-                    for _ in range(20_000):  # bounded, so timers still run under flood
+                    deadline = t0 + _SLICE_S
+                    n = 0
+                    while True:  # bounded in time, so timers and reports still run under flood
                         try:
                             frames = self._sock.recv_multipart(zmq.NOBLOCK)
                         except zmq.Again:
                             break
                         self._enqueue(frames)
-                    self._busy_s += time.monotonic() - t0
+                        n += 1
+                        if n % 64 == 0 and time.monotonic() >= deadline:
+                            break
+                    t1 = time.monotonic()
+                    loop["receive"] += t1 - t0
+                    self._busy_s += t1 - t0
                 if self._backlog:
                     t0 = time.monotonic()
                     self._drain_backlog(t0 + _SLICE_S)
-                    self._busy_s += time.monotonic() - t0
+                    t1 = time.monotonic()
+                    loop["reports"] += t1 - t0
+                    self._busy_s += t1 - t0
                 now = time.monotonic()
                 if now - self._load_since >= 1.0:
                     self.loaded = self._busy_s > 0.5 * (now - self._load_since)
                     self._busy_s, self._load_since = 0.0, now
                 self._drain_results(now)
                 self._timers(now)
+                loop["timers"] += time.monotonic() - now
         except Exception:
             log.exception("daemon loop failed")
             raise
@@ -486,7 +502,9 @@ class Daemon:
 
     # ---- receiving --------------------------------------------------------------------------
 
-    def _on_frames(self, frames: list[bytes]) -> None:
+    def _on_frames(self, frames: list[bytes], report: bool = False) -> None:
+        """One received message. report: its first bytes are a canonical MEASUREMENTS head
+        (_measurement_owner), so the tag need not be searched for."""
         self.stats.received += 1
         if len(frames) != 2:
             self.stats.rejected["malformed"] += 1
@@ -500,7 +518,7 @@ class Daemon:
         tag: str | None = None
         ingest = self._ingest
         if ingest is not None:
-            head = ingest.decode(data) if _MEAS_TAG in data else None
+            head = ingest.decode(data) if report or _MEAS_TAG in data else None
             if head is not None:
                 self.stats.by_type["MEASUREMENTS"] += 1
                 self._touch(identity)
@@ -599,7 +617,7 @@ class Daemon:
                     self._touch(frames[0])
                     continue
                 del newest[owner]
-            self._on_frames(frames)
+            self._on_frames(frames, owner is not None)
             n += 1
             if deadline is not None and n % 8 == 0 and time.monotonic() >= deadline:
                 return
