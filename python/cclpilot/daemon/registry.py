@@ -252,6 +252,12 @@ class CommState:
         for agg in (self.agg, self.agg_summary):
             _credit(agg, sk, reg.slot, dc, ds, dq, du, cur[0], cur[3], cur[4])
 
+    def rows_known(self) -> int:
+        """Distinct (key, arm) pairs seen, on whichever path is in use."""
+        if self.native is not None:
+            return self.native.info()["rows"]
+        return len(self.rows_seen)
+
     def has_pending(self, channel: int = BRAIN) -> bool:
         if self.native is not None and self.native.pending(channel) > 0:
             return True

@@ -102,6 +102,9 @@ def _measurement_owner(frames: list[bytes]) -> tuple[bytes, bytes] | None:
 _SLICE_S = 0.005
 # Heartbeats, absence and stale connections are checked this often.
 _PEER_CHECK_S = 0.05
+# (key, arm) rows all communicators' tells may carry per ask interval (50,000 a second at the
+# default 100 ms: about a twentieth of a core).
+_TELL_ROWS_PER_INTERVAL = 5_000
 
 
 def _urgent(frames: list[bytes]) -> bool:
@@ -258,6 +261,8 @@ class Daemon:
         self._newest: dict[tuple[bytes, bytes], int] = {}  # owner -> its newest queued report
         self._seq = 0
         self._next_peer_check = 0.0
+        self._rr_next = 0   # where the next pass of communicator timers starts
+        self._tell_every = config.ask_interval_ms / 1000.0
         # Whether handling messages took more than half of the last second (see _comm_timers).
         self.loaded = False
         self._busy_s = 0.0
@@ -425,13 +430,37 @@ class Daemon:
         if now >= self._next_peer_check:
             self._next_peer_check = now + _PEER_CHECK_S
             self._peer_timers(now)
-        ask_every = self.config.ask_interval_ms / 1000.0
-        for st in list(self.comms.values()):
+            rows = sum(st.rows_known() for st in self.comms.values())
+            # A tell costs per (key, arm) told. With many communicators and keys the interval
+            # grows so that tells stay within a budget of rows per second (new samples only
+            # wait longer; none is lost); a job of a few communicators never notices.
+            self._tell_every = self.config.ask_interval_ms / 1000.0 * max(
+                1.0, rows / _TELL_ROWS_PER_INTERVAL)
+        ask_every = self._tell_every
+        comms = list(self.comms.values())
+        for st in comms:
+            try:
+                self._round_timers(st, now)
+            except Exception:  # one communicator's failure must not stop the others' plans
+                self.stats.internal_errors += 1
+                log.exception("comm %016x: plan round timer failed", st.comm)
+        # Brain hand-offs and summaries fall due together for communicators that registered
+        # together; done all at once they stalled the loop for a hundred milliseconds and more
+        # (ACKs waiting meanwhile). So they get a slice per pass, round-robin; what does not fit
+        # is done on the next pass, a few milliseconds later.
+        n = len(comms)
+        deadline = time.monotonic() + _SLICE_S
+        start = self._rr_next % n if n else 0
+        for i in range(n):
+            st = comms[(start + i) % n]
             try:
                 self._comm_timers(st, now, ask_every)
             except Exception:  # one communicator's failure must not stop the others' plans
                 self.stats.internal_errors += 1
                 log.exception("comm %016x: timer work failed", st.comm)
+            if time.monotonic() >= deadline:
+                self._rr_next = start + i + 1
+                break
 
     def _peer_timers(self, now: float) -> None:
         hb = self.config.heartbeat_ms / 1000.0
@@ -459,7 +488,7 @@ class Daemon:
                         self.artifacts.event(st.job, comm, "rank_absent",
                                              {"silent_s": now - peer.last_seen})
 
-    def _comm_timers(self, st: CommState, now: float, ask_every: float) -> None:
+    def _round_timers(self, st: CommState, now: float) -> None:
         rnd = st.round
         if rnd is not None:
             if now >= rnd.deadline:
@@ -468,6 +497,8 @@ class Daemon:
                 # PREPARE is idempotent: a lost one costs a third of the timeout, not a plan.
                 rnd.resent = True
                 self._send_prepare(st, rnd, only_missing=True)
+
+    def _comm_timers(self, st: CommState, now: float, ask_every: float) -> None:
         # New keys and plan outcomes go to the brain at once, and so do new samples while the
         # loop has time to spare. Under load samples wait for the ask interval (accumulating
         # meanwhile), which bounds the per-(key, arm) work per second at any report rate.
@@ -962,7 +993,9 @@ class Daemon:
             self._results.put((job.comm, proposal))
 
     def _drain_results(self, now: float) -> None:
-        while True:
+        # Each proposal costs a journal fsync; a slice per pass, like the communicator timers.
+        deadline = time.monotonic() + _SLICE_S
+        while time.monotonic() < deadline:
             try:
                 comm, proposal = self._results.get_nowait()
             except queue.Empty:
