@@ -226,7 +226,11 @@ static void io_close_socket(cp_io_tuner* t) {
 static int io_open_socket(cp_io* io, cp_io_tuner* t) {
   t->sock = zmq_socket(io->zctx, ZMQ_DEALER);
   if (!t->sock) return -1;
-  int zero = 0, ivl = 100, ivl_max = 5000;
+  /* libzmq doubles its reconnect interval while the daemon is away. A restarted daemon must be
+   * found while ranks still wait on an undecided plan (CCLPILOT_COMMIT_WAIT_MS, 2 s by default),
+   * so the interval stops at half a second: a failed connect attempt twice a second costs
+   * nothing, and a 5 s cap made recovery from a daemon restart a matter of luck. */
+  int zero = 0, ivl = 100, ivl_max = 500;
   int64_t max_msg = 4 * (int64_t)CP_MAX_MESSAGE_BYTES; /* bounds memory a bad peer can make us use */
   zmq_setsockopt(t->sock, ZMQ_LINGER, &zero, sizeof zero);
   zmq_setsockopt(t->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);

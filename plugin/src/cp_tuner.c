@@ -605,9 +605,11 @@ void cp_tuner_plan_prepare(cp_tuner_comm* ctx, uint64_t plan, uint64_t activate_
   uint64_t w = atomic_load_explicit(&ctx->plan_word, memory_order_acquire);
   cp_table* table = NULL;
   cp_result r;
+  int pending = 0;
   if (!ctx->decisions_allowed) {
     cp_ack_refuse(ack, "this rank may not decide: NCCL_ALGO or NCCL_PROTO is set");
   } else if (CP_PLAN_STATE(w) != CP_PLAN_NONE) {
+    pending = 1;
     cp_ack_refuse(ack, "plan %llu is still pending on this rank",
                   (unsigned long long)atomic_load_explicit(&ctx->plan_id, memory_order_relaxed));
   } else if (plan <= ctx->io_max_plan) {
@@ -653,9 +655,16 @@ void cp_tuner_plan_prepare(cp_tuner_comm* ctx, uint64_t plan, uint64_t activate_
     }
   }
   if (plan > ctx->io_max_plan) ctx->io_max_plan = plan;
-  if (!ack->ok) cp_plan_record(ctx, plan, activate_at, CP_OUTCOME_REFUSED);
-  ctx->io_ack = *ack;
-  ctx->io_ack_valid = 1;
+  /* Refusing a newer plan because one is pending must not replace the pending plan's ACK or
+   * record: a rank waiting at that plan's activation point re-asks with its ACK. (A restarted
+   * daemon that lost its in-memory state prepares new plans while ranks still wait on one it
+   * committed before dying; overwriting here left them unable to ask, and they expired it while
+   * the others had activated it.) */
+  if (!pending) {
+    if (!ack->ok) cp_plan_record(ctx, plan, activate_at, CP_OUTCOME_REFUSED);
+    ctx->io_ack = *ack;
+    ctx->io_ack_valid = 1;
+  }
   cp_log(ctx->proc, ack->ok ? CP_LOG_INFO : CP_LOG_WARN, CP_LOG_SUBSYS_TUNING,
          "communicator %016llx: plan %llu (%zu rule(s), activation at call %llu) %s%s",
          (unsigned long long)ctx->comm_id, (unsigned long long)plan, n_rules,

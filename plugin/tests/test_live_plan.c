@@ -177,6 +177,10 @@ int main(void) {
   cp_tuner_plan_prepare(a, 4, 40, &tree, 1, &acks[0]);
   CHECK(!acks[0].ok, "second pending plan refused");
   CHECK_STR_CONTAINS(acks[0].reason, "still pending");
+  /* ...without losing the pending plan's ACK, which a rank waiting at its activation point
+   * sends again as its question (a restarted daemon may prepare new plans meanwhile). */
+  CHECK(cp_tuner_plan_last_ack(a, 3, &again) && again.plan == 3 && again.ok,
+        "the pending plan's ACK survives refusing another plan");
 
   /* Undecided at activate_at: waits about COMMIT_WAIT_MS, keeps the old plan, logs, and refuses
    * a later COMMIT for the expired plan. */
