@@ -124,6 +124,15 @@ class Journal:
         self.max_plan[comm] = max(self.max_plan.get(comm, 0), plan)
         return d
 
+    def last_commit(self, comm: int) -> Decision | None:
+        """The newest decided plan of comm, when it was a commit (ranks may still be waiting to
+        reach its activation point)."""
+        decided = [d for (c, _), d in self.decisions.items() if c == comm]
+        if not decided:
+            return None
+        last = max(decided, key=lambda d: d.plan)
+        return last if last.committed else None
+
     def abort_orphans(self) -> int:
         """Aborts every plan prepared in a previous life and never decided (see module doc)."""
         orphans = list(self.prepared.items())

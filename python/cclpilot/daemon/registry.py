@@ -96,6 +96,7 @@ class CommState:
     # hold one pending plan at a time, and samples before activate_at still ran the old plan,
     # so no new plan is prepared and the brain hears of the commit only once every rank is past.
     activating: tuple[int, int, str] | None = None
+    activating_restored: bool = False   # `activating` came from the journal of an earlier life
     by_identity: dict[bytes, SlotKey] = field(default_factory=dict)
     # Native path (ingest.py): the C aggregate, and each slot's dense sender number there. A
     # slot keeps its number across reconnects, so cumulative counters continue.

@@ -706,6 +706,12 @@ class Daemon:
         if st is None:
             st = self.comms[msg.comm] = CommState(msg.job, msg.comm, msg.n_ranks, msg.n_nodes,
                                                   msg.nccl_version)
+            last = self.journal.last_commit(msg.comm)
+            if last is not None:
+                # A previous life of this daemon committed it; some ranks may not have reached
+                # its activation point yet, and they would refuse any new plan until they do.
+                st.activating = (last.plan, last.activate_at, last.reason)
+                st.activating_restored = True
         elif (st.job, st.n_ranks, st.n_nodes) != (msg.job, msg.n_ranks, msg.n_nodes):
             self._error(identity, "state", f"comm {msg.comm:#018x} was registered as job "
                         f"{st.job!r} with {st.n_ranks} ranks on {st.n_nodes} nodes; this HELLO "
@@ -884,10 +890,13 @@ class Daemon:
             log.info("comm %016x: plan %d aborted: %s", st.comm, d.plan, d.reason)
 
     def _check_activation(self, st: CommState) -> None:
-        if st.activating is not None and st.min_calls() >= st.activating[1]:
+        if st.activating is not None and st.complete and st.min_calls() >= st.activating[1]:
             plan, _, reason = st.activating
             st.activating = None
-            st.pending_outcomes.append((plan, True, reason))
+            if st.activating_restored:
+                st.activating_restored = False  # this life's brain never proposed it
+            else:
+                st.pending_outcomes.append((plan, True, reason))
 
     def _can_prepare(self, st: CommState) -> str | None:
         if st.frozen is not None:
