@@ -228,20 +228,10 @@ int cpi_decode_measurements(cpi_decoder* dec, const void* buf, size_t len,
 
 /* coll, algo, proto and channels are validated to fit 8 bits each. */
 static uint32_t small_of(const cp_wire_stat* s) {
-  return ((uint32_t)s->coll << 24) | ((uint32_t)s->algo << 16) | ((uint32_t)s->proto << 8) |
-         (uint32_t)s->n_channels;
+  return cp_stat_key_small(s->coll, s->algo, s->proto, s->n_channels);
 }
 
-static uint64_t mix64(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ull;
-  x ^= x >> 33;
-  return x;
-}
-
-static uint64_t key_hash(uint64_t n_bytes, uint32_t small) { return mix64(n_bytes ^ mix64(small)); }
+static uint64_t key_hash(uint64_t n_bytes, uint32_t small) { return cp_stat_key_hash(n_bytes, small); }
 
 #define NO_ROW UINT32_MAX
 

@@ -44,19 +44,8 @@ cp_result cp_stats_create(size_t capacity, cp_stats** out) {
   return CP_OK;
 }
 
-static uint64_t mix64(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ull;
-  x ^= x >> 33;
-  return x;
-}
-
 static uint64_t key_hash(int coll, uint64_t n_bytes, int algo, int proto, int n_channels) {
-  uint64_t small = ((uint64_t)(uint8_t)coll << 24) | ((uint64_t)(uint8_t)algo << 16) |
-                   ((uint64_t)(uint8_t)proto << 8) | (uint64_t)(uint8_t)n_channels;
-  return mix64(n_bytes ^ mix64(small));
+  return cp_stat_key_hash(n_bytes, cp_stat_key_small(coll, algo, proto, n_channels));
 }
 
 /* Finds or claims the slot of a pair; called with the lock held. NULL when new and full. */

@@ -26,6 +26,24 @@ typedef struct {
   uint64_t untimed;     /* uses seen without a usable duration (no GPU timestamps) */
 } cp_stat_slot;
 
+/* The (key, arm) hash of this table, shared with the daemon's aggregator (cpi_ingest.c): the four
+ * small fields packed into one word (each fits 8 bits), then mixed with n_bytes. */
+static inline uint32_t cp_stat_key_small(int coll, int algo, int proto, int n_channels) {
+  return ((uint32_t)(uint8_t)coll << 24) | ((uint32_t)(uint8_t)algo << 16) |
+         ((uint32_t)(uint8_t)proto << 8) | (uint32_t)(uint8_t)n_channels;
+}
+static inline uint64_t cp_mix64(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ull;
+  x ^= x >> 33;
+  return x;
+}
+static inline uint64_t cp_stat_key_hash(uint64_t n_bytes, uint32_t small) {
+  return cp_mix64(n_bytes ^ cp_mix64(small));
+}
+
 typedef struct cp_stats cp_stats;
 
 cp_result cp_stats_create(size_t capacity, cp_stats** out);

@@ -14,27 +14,6 @@
 
 #define VEC_DIR CCLPILOT_SOURCE_DIR "/proto/vectors"
 
-/* ---- files ------------------------------------------------------------------------------------ */
-
-static uint8_t* read_file(const char* path, size_t* len) {
-  FILE* f = fopen(path, "rb");
-  if (f == NULL) return NULL;
-  size_t cap = 4096, n = 0;
-  uint8_t* buf = malloc(cap);
-  for (;;) {
-    if (n == cap) {
-      cap *= 2;
-      buf = realloc(buf, cap);
-    }
-    size_t got = fread(buf + n, 1, cap - n, f);
-    if (got == 0) break;
-    n += got;
-  }
-  fclose(f);
-  *len = n;
-  return buf;
-}
-
 /* ---- a minimal JSON reader: just enough for manifest.json -------------------------------------- */
 
 typedef enum { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR, J_OBJ } jtype;
@@ -177,7 +156,7 @@ static void check_valid(const jval* e) {
   char path[512];
   snprintf(path, sizeof path, "%s/%s", VEC_DIR, file);
   size_t len;
-  uint8_t* bytes = read_file(path, &len);
+  uint8_t* bytes = cp_test_read_file(path, &len);
   CHECK(bytes != NULL, "cannot read %s", path);
   if (!bytes) return;
   g_valid_seen++;
@@ -224,7 +203,7 @@ static void check_invalid(const jval* e) {
   char path[512];
   snprintf(path, sizeof path, "%s/%s", VEC_DIR, file);
   size_t len;
-  uint8_t* bytes = read_file(path, &len);
+  uint8_t* bytes = cp_test_read_file(path, &len);
   CHECK(bytes != NULL, "cannot read %s", path);
   if (!bytes) return;
   g_invalid_seen++;
@@ -259,7 +238,7 @@ static void check_seq_hash(const jval* e) {
 
 static void test_vectors(void) {
   size_t len;
-  uint8_t* text = read_file(VEC_DIR "/manifest.json", &len);
+  uint8_t* text = cp_test_read_file(VEC_DIR "/manifest.json", &len);
   CHECK(text != NULL, "cannot read %s/manifest.json (CCLPILOT_SOURCE_DIR wrong?)", VEC_DIR);
   if (!text) return;
   jparser j = {(const char*)text, (const char*)text + len, 0, 0};
@@ -633,7 +612,7 @@ static void test_hostile(void) {
     char path[512];
     snprintf(path, sizeof path, "%s/valid/%s.msgpack", VEC_DIR, files[f]);
     size_t len;
-    uint8_t* v = read_file(path, &len);
+    uint8_t* v = cp_test_read_file(path, &len);
     CHECK(v != NULL, "cannot read %s", path);
     if (!v) continue;
     for (size_t cut = 0; cut < len; cut++) {

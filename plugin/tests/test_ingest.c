@@ -24,25 +24,6 @@
 
 /* ---- helpers ----------------------------------------------------------------------------------- */
 
-static uint8_t* read_file(const char* path, size_t* len) {
-  FILE* f = fopen(path, "rb");
-  if (f == NULL) return NULL;
-  size_t cap = 4096, n = 0;
-  uint8_t* buf = malloc(cap);
-  for (;;) {
-    if (n == cap) {
-      cap *= 2;
-      buf = realloc(buf, cap);
-    }
-    size_t got = fread(buf + n, 1, cap - n, f);
-    if (got == 0) break;
-    n += got;
-  }
-  fclose(f);
-  *len = n;
-  return buf;
-}
-
 /* splitmix64: the property test must replay exactly from its seed. */
 static uint64_t g_rng;
 static uint64_t rnd(void) {
@@ -129,7 +110,7 @@ static int agree(cpi_decoder* dec, const uint8_t* buf, size_t len, const char* c
  * needs (the full decoder says what each valid one is). */
 static void test_vectors(void) {
   size_t mlen;
-  uint8_t* text = read_file(VEC_DIR "/manifest.json", &mlen);
+  uint8_t* text = cp_test_read_file(VEC_DIR "/manifest.json", &mlen);
   CHECK(text != NULL, "cannot read %s/manifest.json (CCLPILOT_SOURCE_DIR wrong?)", VEC_DIR);
   if (!text) return;
   text = realloc(text, mlen + 1);
@@ -152,7 +133,7 @@ static void test_vectors(void) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", VEC_DIR, file);
     size_t len;
-    uint8_t* bytes = read_file(path, &len);
+    uint8_t* bytes = cp_test_read_file(path, &len);
     CHECK(bytes != NULL, "cannot read %s", path);
     if (!bytes) continue;
     int r, full_ok;

@@ -14,8 +14,39 @@
 #define CCLPILOT_TESTUTIL_H
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* The whole file (a NUL follows its last byte, so text can be read as a string), or NULL. The
+ * caller frees it. */
+static inline uint8_t* cp_test_read_file(const char* path, size_t* len) {
+  FILE* f = fopen(path, "rb");
+  if (f == NULL) return NULL;
+  size_t cap = 4096, n = 0;
+  uint8_t* buf = malloc(cap);
+  while (buf != NULL) {
+    if (n + 1 >= cap) {
+      uint8_t* grown = realloc(buf, cap * 2);
+      if (grown == NULL) {
+        free(buf);
+        buf = NULL;
+        break;
+      }
+      buf = grown;
+      cap *= 2;
+    }
+    size_t got = fread(buf + n, 1, cap - 1 - n, f);
+    if (got == 0) break;
+    n += got;
+  }
+  fclose(f);
+  if (buf == NULL) return NULL;
+  buf[n] = 0;
+  *len = n;
+  return buf;
+}
 
 static inline long* cp_test_counter(int which) {
   static long counters[2]; /* [0] checks run, [1] checks failed */

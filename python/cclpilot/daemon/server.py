@@ -763,44 +763,43 @@ class Daemon:
         st.pending_keys.append((key, cost, msg.call))
         self.artifacts.key(st.job, st.comm, key, cost, msg.call)
 
-    def _on_measurements_native(self, identity: bytes, head: ReportHead,
-                                ingest: NativeIngest) -> None:
-        """MEASUREMENTS accepted by the native decoder, its stats still inside `ingest`."""
-        comm = head.comm
+    def _report_from(self, identity: bytes, comm: int, calls: int
+                     ) -> tuple[CommState, RankReg] | None:
+        """The sender's registration, with its call count noted; None (answered with ERROR)
+        when the connection never registered comm."""
         st = self._registered(identity, comm, "MEASUREMENTS")
         if st is None:
-            return
+            return None
         slot = st.slot_of(identity)
         assert slot is not None
         reg = st.slots[slot]
         now = time.monotonic()
-        reg.last_calls = head.calls
+        reg.last_calls = calls
         reg.last_report = now
-        st.note_calls(head.calls, now)
+        st.note_calls(calls, now)
         self._check_activation(st)
+        return st, reg
+
+    def _on_measurements_native(self, identity: bytes, head: ReportHead,
+                                ingest: NativeIngest) -> None:
+        """MEASUREMENTS accepted by the native decoder, its stats still inside `ingest`."""
+        found = self._report_from(identity, head.comm, head.calls)
+        if found is None:
+            return
+        st, reg = found
         if head.exact:
             self.stats.measurements_exact += 1
         if not st.absorb_native(reg, ingest):
             self.stats.reports_unabsorbed += 1
             self._warn.warn("senders", "comm %016x: more rank registrations than its sender table "
-                            "holds (%d); a report was ignored", comm, st.max_senders())
+                            "holds (%d); a report was ignored", head.comm, st.max_senders())
 
     def _on_measurements_raw(self, identity: bytes, m: FastMeasurements) -> None:
         """MEASUREMENTS, already validated (fast path or pydantic), as columns."""
-        comm = m.comm
-        st = self._registered(identity, comm, "MEASUREMENTS")
-        if st is None:
-            return
-        slot = st.slot_of(identity)
-        assert slot is not None
-        reg = st.slots[slot]
-        now = time.monotonic()
-        calls = m.calls
-        reg.last_calls = calls
-        reg.last_report = now
-        st.note_calls(calls, now)
-        self._check_activation(st)
-        st.absorb_cols(reg, m)
+        found = self._report_from(identity, m.comm, m.calls)
+        if found is not None:
+            st, reg = found
+            st.absorb_cols(reg, m)
 
     # ---- plans ------------------------------------------------------------------------------
 
