@@ -215,11 +215,10 @@ class SeqFold:
 
 # ---- the daemon side: brain module, snapshots, CPU ------------------------------------------
 
-# Loaded by the daemon (--brain bench_brain:factory) on its main thread, so it can install a
-# SIGUSR1 handler there: the handler runs on the daemon's loop thread between two of its
-# statements and dumps the counters, which no other thread could read consistently.
+# Loaded by the daemon (--brain bench_brain:factory): a brain that re-plans continuously, so a
+# plan round is always in flight. The daemon's counters come from its own stats dump (SIGUSR1
+# writes RUN_DIR/stats.json, docs/daemon.md).
 _BRAIN_MODULE = '''
-import gc, json, os, signal, threading, time
 from cclpilot.daemon.brain import NullBrain, PlanProposal
 
 class B(NullBrain):
@@ -228,50 +227,6 @@ class B(NullBrain):
 
 def factory(info):
     return B(info)
-
-_DIR = os.environ.get("CCLPILOT_BENCH_SNAP_DIR")
-_state = {"seq": 0, "daemon": None, "lat_seen": 0}
-
-def _is_daemon(o):
-    return type(o).__name__ == "Daemon" and hasattr(o, "stats") and hasattr(o, "comms")
-
-def _find(frame):
-    f = frame
-    while f is not None:
-        for v in list(f.f_locals.values()):
-            if _is_daemon(v):
-                return v
-        f = f.f_back
-    for o in gc.get_objects():
-        if _is_daemon(o):
-            return o
-    return None
-
-def _snap(signum, frame):
-    t = time.monotonic()
-    cpu = time.process_time()
-    doc = {"t": t, "cpu_s": cpu, "ok": False}
-    try:
-        d = _state["daemon"] or _find(frame)
-        _state["daemon"] = d
-        st = d.stats
-        lat = list(st.commit_latency_s)
-        trimmed = _state["lat_seen"] > len(lat)
-        start = 0 if trimmed else _state["lat_seen"]
-        _state["lat_seen"] = len(lat)
-        doc.update(ok=True, stats=st.as_dict(), lat_new=lat[start:], lat_reset=trimmed,
-                   frozen=sum(1 for s in d.comms.values() if getattr(s, "frozen", None)))
-    except Exception as e:
-        doc["error"] = repr(e)
-    _state["seq"] += 1
-    path = os.path.join(_DIR, "snap-%d.json" % _state["seq"])
-    with open(path + ".tmp", "w") as f:
-        json.dump(doc, f)
-    os.replace(path + ".tmp", path)
-
-if _DIR and threading.current_thread() is threading.main_thread():
-    signal.signal(signal.SIGUSR1, _snap)
-    open(os.path.join(_DIR, "ready"), "w").close()
 '''
 
 
@@ -662,18 +617,19 @@ def _rejected(stats: dict[str, Any]) -> int:
 
 
 class DaemonWatch:
-    """The daemon subprocess: pinning, CPU time, snapshots of its counters, its death."""
+    """The daemon subprocess: pinning, CPU time, its stats dumps, its death."""
 
-    def __init__(self, dp: DaemonProcess, snap_dir: Path) -> None:
+    def __init__(self, dp: DaemonProcess) -> None:
         self.dp = dp
         self.pid = dp.proc.pid
-        self.snap_dir = snap_dir
+        self.path = dp.run_dir / "stats.json"
         self.sent = 0
+        self.dumps: dict[int, dict[str, Any]] = {}
+        self._next_poll = 0.0
 
     @property
     def can_snapshot(self) -> bool:
-        # Without the handler SIGUSR1 would kill the daemon.
-        return (self.snap_dir / "ready").exists()
+        return True  # `cclpilot daemon` handles SIGUSR1 from before it prints its endpoint
 
     def check_alive(self) -> None:
         rc = self.dp.proc.poll()
@@ -681,6 +637,18 @@ class DaemonWatch:
             tail = (self.dp.run_dir / "daemon.log").read_text(encoding="utf-8")[-1500:]
             raise BenchError(f"the daemon exited with status {rc} during the run; its log "
                              f"ends:\n{tail}")
+        # Each dump replaces the last: read them as they come, so none is missed.
+        now = time.monotonic()
+        if self.sent > len(self.dumps) and now >= self._next_poll:
+            self._next_poll = now + 0.02
+            self._poll()
+
+    def _poll(self) -> None:
+        try:
+            doc = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return
+        self.dumps.setdefault(int(doc["dump"]), doc)
 
     def request(self) -> int:
         self.sent += 1
@@ -688,13 +656,17 @@ class DaemonWatch:
         return self.sent
 
     def snapshot(self, n: int) -> Snapshot | None:
-        path = self.snap_dir / f"snap-{n}.json"
-        if not path.exists():
+        if n not in self.dumps:
+            self._poll()
+        doc = self.dumps.get(n)
+        if doc is None:
             return None
-        doc = json.loads(path.read_text())
-        if not doc.get("ok"):
-            raise BenchError(f"daemon snapshot failed: {doc.get('error')}")
-        return Snapshot(doc["t"], doc["stats"], doc["lat_new"], doc["lat_reset"], doc["frozen"])
+        prev = self.dumps.get(n - 1)
+        lat: list[float] = doc["commit_latencies_s"]
+        new = int(doc["commits_total"]) - (int(prev["commits_total"]) if prev else 0)
+        reset = prev is None or new > len(lat)
+        return Snapshot(float(doc["monotonic"]), doc["stats"], lat[-new:] if new > 0 else [],
+                        reset, int(doc["stats"]["comms_frozen"]))
 
 
 _BASE_PYTHONPATH = os.environ.get("PYTHONPATH", "")
@@ -704,10 +676,7 @@ def run_once(args: argparse.Namespace, ranks: int) -> Result:
     res = Result(ranks=ranks, keys=args.keys)
     tmp = Path(tempfile.mkdtemp(prefix="cclpilot-bench-"))
     (tmp / "bench_brain.py").write_text(_BRAIN_MODULE)
-    snap_dir = tmp / "snap"
-    snap_dir.mkdir()
     os.environ["PYTHONPATH"] = f"{tmp}{os.pathsep}{_BASE_PYTHONPATH}"
-    os.environ["CCLPILOT_BENCH_SNAP_DIR"] = str(snap_dir)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = 4 * ranks + 512  # both processes: a socket, its pipe and its mailbox per rank
     if soft != resource.RLIM_INFINITY and soft < want:
@@ -717,7 +686,7 @@ def run_once(args: argparse.Namespace, ranks: int) -> Result:
     if args.no_fsync:
         daemon_args.append("--no-fsync")
     dp = run_daemon_process(tmp / "run", daemon_args)
-    watch = DaemonWatch(dp, snap_dir)
+    watch = DaemonWatch(dp)
     gen: Generator | None = None
     snap1: Snapshot | None = None
     try:

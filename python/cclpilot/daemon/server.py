@@ -7,6 +7,7 @@ so a slow brain delays only its own proposals, never the protocol (docs/daemon.m
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
@@ -103,6 +104,10 @@ _RCVMORE = int(zmq.RCVMORE)
 
 # Longest stretch of queued reports handled before the socket is read again.
 _SLICE_S = 0.005
+# A stats dump (SIGUSR1, stats.json) carries the newest commit latencies, at most this many.
+_DUMP_LATENCIES = 100_000
+STATS_SCHEMA = "cclpilot.daemon-stats/1"
+
 # Heartbeats, absence and stale connections are checked this often.
 _PEER_CHECK_S = 0.05
 # (key, arm) rows all communicators' tells may carry per ask interval (50,000 a second at the
@@ -199,6 +204,7 @@ class DaemonStats:
     reports_unabsorbed: int = 0  # reports ignored: a communicator's sender table was full
     stats_dropped: int = 0  # stat entries ignored: a sender's or communicator's table was full
     commit_latency_s: list[float] = field(default_factory=list)
+    commits_total: int = 0   # commit_latency_s is trimmed; this counts every commit
     # Seconds the loop spent receiving (and answering plan messages), handling queued reports,
     # and in timers (heartbeats, rounds, brain hand-offs, summaries).
     loop_s: dict[str, float] = field(default_factory=lambda: {
@@ -266,6 +272,8 @@ class Daemon:
         self._next_peer_check = 0.0
         self._rr_next = 0   # where the next pass of communicator timers starts
         self._tell_every = config.ask_interval_ms / 1000.0
+        self._dump_requested = False
+        self._dumps = 0
         # Whether handling messages took more than half of the last second (see _comm_timers).
         self.loaded = False
         self._busy_s = 0.0
@@ -426,11 +434,33 @@ class Daemon:
                 self._drain_results(now)
                 self._timers(now)
                 loop["timers"] += time.monotonic() - now
+                if self._dump_requested:
+                    self._dump_requested = False
+                    self._write_stats_dump()
         except Exception:
             log.exception("daemon loop failed")
             raise
         finally:
             self._shutdown()
+
+    def request_stats_dump(self) -> None:
+        """Asks the loop to write RUN_DIR/stats.json at its next turn (safe from a signal
+        handler: it only sets a flag; the counters are read on the loop thread)."""
+        self._dump_requested = True
+
+    def _write_stats_dump(self) -> None:
+        self._dumps += 1
+        lat = self.stats.commit_latency_s
+        doc = {"schema": STATS_SCHEMA, "dump": self._dumps, "time": time.time(),
+               "monotonic": time.monotonic(), "cpu_s": time.process_time(),
+               "stats": self.stats.as_dict(), "commits_total": self.stats.commits_total,
+               "commit_latencies_s": lat[-_DUMP_LATENCIES:]}
+        tmp = self.run_dir / "stats.json.tmp"
+        try:
+            tmp.write_text(json.dumps(doc), encoding="utf-8")
+            tmp.replace(self.run_dir / "stats.json")  # readers never see half a file
+        except OSError as e:
+            self._warn.warn("stats-dump", "cannot write %s: %s", tmp, e)
 
     def _timers(self, now: float) -> None:
         # The loop comes here every few milliseconds under load; walking a thousand peers that
@@ -879,6 +909,7 @@ class Daemon:
             st.plans_committed += 1
             self.stats.plans_committed += 1
             self.stats.commit_latency_s.append(time.monotonic() - rnd.sent_at)
+            self.stats.commits_total += 1
             if len(self.stats.commit_latency_s) > 100_000:
                 del self.stats.commit_latency_s[:50_000]
             log.info("comm %016x: plan %d committed at call %d (%s)", st.comm, d.plan,
@@ -1042,13 +1073,18 @@ def serve(config: DaemonConfig, argv_env: Sequence[str] = ()) -> None:
     # for nothing. (Only in the daemon's own process: an embedded Daemon leaves gc alone.)
     gc.set_threshold(100_000, 50, 50)
     d = Daemon(config)
-    for line in d.env_lines():
-        print(line, flush=True)
-    print(f"# run directory: {d.run_dir}", flush=True)
 
     def _stop(signum: int, frame: object) -> None:
         d.stop()
 
+    def _dump(signum: int, frame: object) -> None:
+        d.request_stats_dump()
+
+    # Installed before the endpoint is printed: whoever waits for that line may signal at once.
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGUSR1, _dump)
+    for line in d.env_lines():
+        print(line, flush=True)
+    print(f"# run directory: {d.run_dir}", flush=True)
     d.serve_forever()
