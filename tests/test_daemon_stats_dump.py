@@ -49,3 +49,21 @@ def test_sigusr1_dumps_the_counters_and_the_daemon_keeps_serving(tmp_path: Path)
             f.unlink()
         if ipc.exists():
             ipc.rmdir()
+
+
+def test_daemon_options_are_checked_and_reach_the_config() -> None:
+    import argparse
+
+    import pytest
+
+    from cclpilot.daemon import cli as daemon_cli
+    from cclpilot.errors import ConfigError
+
+    parser = argparse.ArgumentParser()
+    daemon_cli.register(parser.add_subparsers())
+    cfg = daemon_cli.config_from_args(parser.parse_args(
+        ["daemon", "--summary-ms", "250", "--brain", "null"]))
+    assert cfg.summary_ms == 250
+    for bad in ("0", "600001"):
+        with pytest.raises(ConfigError, match="--summary-ms"):
+            daemon_cli.config_from_args(parser.parse_args(["daemon", "--summary-ms", bad]))
