@@ -274,6 +274,7 @@ class Daemon:
         self._tell_every = config.ask_interval_ms / 1000.0
         self._dump_requested = False
         self._dumps = 0
+        self._in_round: dict[int, CommState] = {}   # communicators with a plan round in flight
         # Whether handling messages took more than half of the last second (see _comm_timers).
         self.loaded = False
         self._busy_s = 0.0
@@ -476,7 +477,7 @@ class Daemon:
                 1.0, rows / _TELL_ROWS_PER_INTERVAL)
         ask_every = self._tell_every
         comms = list(self.comms.values())
-        for st in comms:
+        for st in list(self._in_round.values()):
             try:
                 self._round_timers(st, now)
             except Exception:  # one communicator's failure must not stop the others' plans
@@ -900,6 +901,7 @@ class Daemon:
         for ident in sorted(idents):
             self._send_decision(ident, st.comm, d.plan, d.committed, d.activate_at, d.reason)
         st.round = None
+        self._in_round.pop(st.comm, None)
         if d.committed:
             st.activating = (d.plan, d.activate_at, d.reason)
             self._check_activation(st)
@@ -974,6 +976,7 @@ class Daemon:
                         reason=prop.reason, sent_at=now, deadline=now + timeout,
                         targets=frozenset(st.slots))
         st.round = rnd
+        self._in_round[st.comm] = st
         self._send_prepare(st, rnd, only_missing=False)
 
     def _send_prepare(self, st: CommState, rnd: PlanRound, only_missing: bool) -> None:
