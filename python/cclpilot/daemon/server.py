@@ -277,8 +277,7 @@ class Daemon:
         self._in_round: dict[int, CommState] = {}   # communicators with a plan round in flight
         # Whether handling messages took more than half of the last second (see _comm_timers).
         self.loaded = False
-        self._busy_s = 0.0
-        self._load_since = time.monotonic()
+        self._load_mark = (time.monotonic(), 0.0)  # (when, receive + reports seconds by then)
         self.stats.ingest = "native" if self._ingest is not None else "python"
         self._write_env()
 
@@ -419,19 +418,17 @@ class Daemon:
                         n += 1
                         if n % 64 == 0 and time.monotonic() >= deadline:
                             break
-                    t1 = time.monotonic()
-                    loop["receive"] += t1 - t0
-                    self._busy_s += t1 - t0
+                    loop["receive"] += time.monotonic() - t0
                 if self._backlog:
                     t0 = time.monotonic()
                     self._drain_backlog(t0 + _SLICE_S)
-                    t1 = time.monotonic()
-                    loop["reports"] += t1 - t0
-                    self._busy_s += t1 - t0
+                    loop["reports"] += time.monotonic() - t0
                 now = time.monotonic()
-                if now - self._load_since >= 1.0:
-                    self.loaded = self._busy_s > 0.5 * (now - self._load_since)
-                    self._busy_s, self._load_since = 0.0, now
+                since, busy_then = self._load_mark
+                if now - since >= 1.0:
+                    busy = loop["receive"] + loop["reports"]
+                    self.loaded = busy - busy_then > 0.5 * (now - since)
+                    self._load_mark = (now, busy)
                 self._drain_results(now)
                 self._timers(now)
                 loop["timers"] += time.monotonic() - now
