@@ -26,7 +26,8 @@ from cclpilot.proto import (  # noqa: E402
     PROTOCOL_MAJOR, PROTOCOL_MINOR, SEQ_HASH_INIT, encode, seq_hash_update)
 from cclpilot.proto.messages import (  # noqa: E402
     COST_IGNORE, HIST_BUCKETS, MAX_ARMS, MAX_DEPTH, MAX_MESSAGE_BYTES, Abort, Ack, Arm, Commit,
-    Error, Heartbeat, Hello, KeyReport, Measurements, Message, Prepare, Rule, Stat, Welcome)
+    Error, Heartbeat, Hello, KeyReport, Measurements, MeasurementsPacked, Message, PackedStat,
+    Prepare, Rule, Stat, Welcome)
 
 COMM = 0x9E3779B97F4A7C15  # above 2^63: exercises the full unsigned 64-bit range
 
@@ -62,9 +63,15 @@ def valid_messages() -> list[tuple[str, str, Message]]:
                 hist=_hist({16: 3}), untimed=0)
     empty = Stat(coll=0, n_bytes=8, algo=0, proto=0, n_channels=0, count=0, sum_ns=0.0,
                  sum_sq_ns=0.0, min_ns=0, max_ns=0, hist=_hist({}), untimed=5)
+    low = Stat(coll=2, n_bytes=4096, algo=0, proto=0, n_channels=2, count=7, sum_ns=21000.0,
+               sum_sq_ns=63100000.0, min_ns=1, max_ns=4000, hist=_hist({0: 1, 11: 5, 12: 1}),
+               untimed=1)
+    top = Stat(coll=3, n_bytes=(1 << 64) - 1, algo=6, proto=1, n_channels=64, count=2,
+               sum_ns=3.0e19, sum_sq_ns=4.5e38, min_ns=1 << 62, max_ns=(1 << 64) - 1,
+               hist=_hist({46: 1, 47: (1 << 32) - 1}), untimed=(1 << 64) - 1)
     return [
         ("hello", "HELLO with every field known", Hello(
-            version=v, features=["measure", "plans"], job="job-42", comm=COMM, n_ranks=16,
+            version=v, features=["measure", "plans", "packed_stats"], job="job-42", comm=COMM, n_ranks=16,
             n_nodes=2, rank=3, host="node-a", pid=4242, nccl_version=22703, tuner_abi=5,
             profiler_abi=4)),
         ("hello_minimal", "HELLO with rank and ABI versions unknown (nil), no features", Hello(
@@ -79,6 +86,12 @@ def valid_messages() -> list[tuple[str, str, Message]]:
         ("measurements", "MEASUREMENTS with one timed and one untimed slot", Measurements(
             comm=COMM, calls=1000, dropped=2, stats=[stat, empty])),
         ("measurements_empty", "MEASUREMENTS with no slots", Measurements(
+            comm=COMM, calls=0, dropped=0, stats=[])),
+        ("measurements_packed", "MEASUREMENTS_PACKED: one run in the middle, one untimed slot "
+         "(empty run), one run from bucket 0 with a zero inside, one ending at bucket 47",
+         MeasurementsPacked(comm=COMM, calls=1000, dropped=2, stats=[
+             PackedStat.from_stat(x) for x in (stat, empty, low, top)])),
+        ("measurements_packed_empty", "MEASUREMENTS_PACKED with no slots", MeasurementsPacked(
             comm=COMM, calls=0, dropped=0, stats=[])),
         ("prepare", "PREPARE with three rules, one with MAX_ARMS candidates", Prepare(
             comm=COMM, plan=3, activate_at=5000, rules=rules)),
@@ -140,6 +153,16 @@ def invalid_messages() -> list[tuple[str, str, str, bytes]]:
     meas = _base("measurements")
     short_hist = json.loads(json.dumps(meas))
     short_hist["stats"][0]["hist"] = short_hist["stats"][0]["hist"][:-1]
+    packed = _base("measurements_packed")
+
+    def row(change: Any) -> bytes:
+        # measurements_packed with its first PackedStat replaced by change(first row)
+        d = json.loads(json.dumps(packed))
+        d["stats"][0] = change(list(d["stats"][0]))
+        return _pack(d)
+
+    def with_hist(run: Any) -> Any:
+        return lambda r: r[:10] + [run] + r[11:]
     deep: Any = 0
     for _ in range(MAX_DEPTH):  # with the top-level map: MAX_DEPTH + 1 containers
         deep = [deep]
@@ -220,6 +243,27 @@ def invalid_messages() -> list[tuple[str, str, str, bytes]]:
          _pack(_with("commit", plan=0))),
         ("ack_inconsistent", "bad_value", "ACK refusing without a reason",
          _pack(_with("ack_ok", ok=False))),
+        ("packed_row_not_array", "wrong_type", "MEASUREMENTS_PACKED with a Stat as a map",
+         row(lambda r: _base("measurements")["stats"][0])),
+        ("packed_row_short", "missing_field", "PackedStat of 11 values (untimed absent)",
+         row(lambda r: r[:11])),
+        ("packed_row_long", "extra_field", "PackedStat of 13 values", row(lambda r: r + [0])),
+        ("packed_hist_not_array", "wrong_type", "PackedStat hist as an integer",
+         row(with_hist(16))),
+        ("packed_hist_first_only", "bad_value", "run holding only its first bucket",
+         row(with_hist([16]))),
+        ("packed_hist_past_end", "bad_value", "run from bucket 46 with three counts",
+         row(with_hist([46, 1, 1, 1]))),
+        ("packed_hist_too_long", "limit", "run of 1 + HIST_BUCKETS + 1 values",
+         row(with_hist([0] + [1] * (HIST_BUCKETS + 1)))),
+        ("packed_hist_first_out_of_range", "bad_value", "run starting at bucket HIST_BUCKETS",
+         row(with_hist([HIST_BUCKETS, 3]))),
+        ("packed_hist_count_not_int", "wrong_type", "run count sent as a float",
+         row(with_hist([16, 3.0]))),
+        ("packed_count_zero_with_hist", "bad_value", "count 0 with a non-empty run",
+         row(lambda r: r[:5] + [0, 0.0, 0.0] + r[8:10] + [[16, 3]] + r[11:])),
+        ("packed_min_above_max", "bad_value", "PackedStat min_ns above max_ns",
+         row(lambda r: r[:8] + [r[9] + 1, r[9]] + r[10:])),
         ("min_above_max", "bad_value", "rule with min_bytes above max_bytes",
          _pack(_with("prepare", rules=[dict(prep["rules"][0], min_bytes=70000)]))),
     ]

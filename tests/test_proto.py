@@ -169,6 +169,8 @@ def _worst_case() -> list[Message]:
     return [
         Prepare(comm=u, plan=u, activate_at=u, rules=[rule] * M.MAX_RULES),
         Measurements(comm=u, calls=u, dropped=u, stats=[stat] * M.MAX_STATS),
+        M.MeasurementsPacked(comm=u, calls=u, dropped=u,
+                             stats=[M.PackedStat.from_stat(stat)] * M.MAX_STATS),
         Hello(version=[PROTOCOL_VERSION[0], 65535], features=feats, job=name, comm=u, n_ranks=M.I32_MAX,
               n_nodes=M.I32_MAX, rank=M.I32_MAX - 1, host=name, pid=u32, nccl_version=u32,
               tuner_abi=255, profiler_abi=255),
@@ -221,10 +223,21 @@ def _rule(rng: random.Random) -> Rule:
                 arms=[_arm(rng) for _ in range(rng.randint(1, M.MAX_ARMS))])
 
 
-def _stat(rng: random.Random) -> Stat:
+def _stat(rng: random.Random, sparse: bool = False) -> Stat:
     count = rng.choice([0, rng.randint(1, 10**6)])
     lo = rng.randint(0, 10**9)
     timed = count > 0
+    if sparse and timed:  # a run somewhere, zeros inside it allowed
+        first = rng.randrange(M.HIST_BUCKETS)
+        last = rng.randint(first, M.HIST_BUCKETS - 1)
+        hist = [0] * M.HIST_BUCKETS
+        for b in range(first, last + 1):
+            hist[b] = rng.choice([0, 1, rng.randint(1, M.U32_MAX)])
+        hist[first] = hist[first] or 1
+        return Stat(coll=rng.randint(0, 4), n_bytes=_u64(rng), algo=rng.randint(0, 6),
+                    proto=rng.randint(0, 2), n_channels=rng.randint(0, 64), count=count,
+                    sum_ns=_float(rng), sum_sq_ns=_float(rng), min_ns=lo,
+                    max_ns=lo + rng.randint(0, 10**9), hist=hist, untimed=_u64(rng))
     return Stat(coll=rng.randint(0, 4), n_bytes=_u64(rng), algo=rng.randint(0, 6),
                 proto=rng.randint(0, 2), n_channels=rng.randint(0, 64), count=count,
                 sum_ns=_float(rng) if timed else 0.0, sum_sq_ns=_float(rng) if timed else 0.0,
@@ -260,6 +273,10 @@ def _random_message(rng: random.Random, tag: str) -> Message:
         "MEASUREMENTS": lambda: Measurements(
             comm=_u64(rng), calls=_u64(rng), dropped=_u64(rng),
             stats=[_stat(rng) for _ in range(rng.randint(0, 20))]),
+        "MEASUREMENTS_PACKED": lambda: M.MeasurementsPacked(
+            comm=_u64(rng), calls=_u64(rng), dropped=_u64(rng),
+            stats=[M.PackedStat.from_stat(_stat(rng, sparse=True))
+                   for _ in range(rng.randint(0, 20))]),
         "PREPARE": lambda: Prepare(
             comm=_u64(rng), plan=rng.randint(1, M.U64_MAX), activate_at=_u64(rng),
             rules=[_rule(rng) for _ in range(rng.randint(0, 20))]),
@@ -484,3 +501,63 @@ def test_doc_enum_ranges_match_models() -> None:
         return int(next(c.le for c in fields[name].metadata if getattr(c, "le", None) is not None))
     assert le("coll") == 4 and le("algo") == M.COST_ALGOS - 1 and le("proto") == M.COST_PROTOS - 1
     assert "4 allreduce" in DOC and "6 pat" in DOC and "2 simple" in DOC
+
+
+# ---- MEASUREMENTS_PACKED (1.1) ----------------------------------------------------------------
+
+def test_packed_stat_order_is_the_stat_table_order() -> None:
+    assert M.PACKED_STAT_ORDER == tuple(Stat.model_fields)
+    prose = DOC.split("#### PackedStat", 1)[1].split("|", 1)[0]
+    named = re.findall(r"`([a-z_]+)`", prose)
+    assert tuple(n for n in named if n in Stat.model_fields)[:12] == M.PACKED_STAT_ORDER
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_packed_and_map_forms_carry_the_same_stats(seed: int) -> None:
+    rng = random.Random(seed)
+    stats = [_stat(rng, sparse=rng.random() < 0.7) for _ in range(30)]
+    plain = Measurements(comm=1, calls=2, dropped=3, stats=stats)
+    packed = M.MeasurementsPacked(comm=1, calls=2, dropped=3,
+                                  stats=[M.PackedStat.from_stat(s) for s in stats])
+    back = decode(encode(packed))
+    assert isinstance(back, M.MeasurementsPacked)
+    fields = M.PACKED_STAT_ORDER
+    assert [[getattr(b, f) for f in fields] for b in back.stats] == \
+        [[getattr(s, f) for f in fields] for s in plain.stats]
+
+
+def test_packed_run_is_canonical_and_ends_may_hold_zeros() -> None:
+    h = [0] * M.HIST_BUCKETS
+    h[3], h[5] = 2, 9
+    assert M.pack_run(h) == [3, 2, 0, 9]
+    assert M.pack_run([0] * M.HIST_BUCKETS) == []
+    assert M.expand_run([3, 2, 0, 9]) == h
+    assert M.expand_run([2, 0, 2, 0, 9, 0]) == h   # zeros at both ends: valid, not canonical
+    row = [4, 8, 1, 2, 16, 11, 1.0, 1.0, 1, 1, [2, 0, 2, 0, 9, 0], 0]
+    msg = {"t": "MEASUREMENTS_PACKED", "comm": 1, "calls": 1, "dropped": 0, "stats": [row]}
+    back = decode(msgpack.packb(msg))
+    assert isinstance(back, M.MeasurementsPacked) and back.stats[0].hist == h
+    assert msgpack.unpackb(encode(back))["stats"][0][10] == [3, 2, 0, 9]
+
+
+def test_packed_report_is_under_forty_percent_of_the_map_form() -> None:
+    rng = random.Random(7)
+    stats = []
+    for i in range(100):
+        first = rng.randint(8, 30)
+        hist = [0] * M.HIST_BUCKETS
+        for b in range(first, first + rng.randint(3, 5)):
+            hist[b] = rng.randint(1, 5000)
+        stats.append(Stat(coll=i % 5, n_bytes=1 << (10 + i % 20), algo=1, proto=2, n_channels=16,
+                          count=sum(hist), sum_ns=float(sum(hist)) * 1e5, sum_sq_ns=1e15,
+                          min_ns=1 << first, max_ns=1 << (first + 5), hist=hist, untimed=0))
+    plain = len(encode(Measurements(comm=M.U64_MAX, calls=10**7, dropped=0, stats=stats)))
+    packed = len(encode(M.MeasurementsPacked(comm=M.U64_MAX, calls=10**7, dropped=0,
+                                             stats=[M.PackedStat.from_stat(s) for s in stats])))
+    assert packed < 0.4 * plain, (packed, plain)
+
+
+def test_packed_stat_keyword_construction_is_refused() -> None:
+    with pytest.raises(Exception):
+        M.PackedStat(coll=0, n_bytes=0, algo=0, proto=0, n_channels=0, count=0, sum_ns=0.0,
+                     sum_sq_ns=0.0, min_ns=0, max_ns=0, hist=[], untimed=0)

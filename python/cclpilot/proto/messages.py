@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, model_serializer,
+                      model_validator)
 from pydantic_core import PydanticCustomError
 
 # ---- limits (PROTOCOL.md "Limits"; tests compare the two) -------------------------------------
@@ -51,7 +52,7 @@ LIMITS: dict[str, int] = {
 
 # Features defined by this protocol version (PROTOCOL.md, "Version negotiation"). A HELLO may
 # list others (from a newer minor); the daemon accepts only these.
-FEATURES: tuple[str, ...] = ("measure", "plans")
+FEATURES: tuple[str, ...] = ("measure", "plans", "packed_stats")
 
 U64_MAX = (1 << 64) - 1
 U32_MAX = (1 << 32) - 1
@@ -215,6 +216,95 @@ class Measurements(_Msg):
     stats: Annotated[list[Stat], Field(max_length=MAX_STATS)]
 
 
+class MeasurementsPacked(_Msg):
+    """Plugin -> daemon (feature packed_stats): MEASUREMENTS with every Stat as a PackedStat."""
+
+    TAG: ClassVar[str] = "MEASUREMENTS_PACKED"
+    t: Literal["MEASUREMENTS_PACKED"] = "MEASUREMENTS_PACKED"
+    comm: U64
+    calls: U64
+    dropped: U64
+    stats: Annotated[list[PackedStat], Field(max_length=MAX_STATS)]
+
+
+# PackedStat (MEASUREMENTS_PACKED): a Stat's values in this order, as one array.
+PACKED_STAT_ORDER: tuple[str, ...] = (
+    "coll", "n_bytes", "algo", "proto", "n_channels", "count", "sum_ns", "sum_sq_ns", "min_ns",
+    "max_ns", "hist", "untimed")
+
+
+def _row_to_fields(value: Any) -> Any:
+    # Naming the positions lets pydantic check each value exactly as for a Stat map, with paths
+    # like stats.3.hist; positions past the last are named by index so they fail as extra fields.
+    if type(value) is not list:
+        raise PydanticCustomError("list_type", "a PackedStat is an array of {n} values, got {got}",
+                                  {"n": len(PACKED_STAT_ORDER), "got": type(value).__name__})
+    names = PACKED_STAT_ORDER
+    out = {names[i] if i < len(names) else str(i): v for i, v in enumerate(value)}
+    return out
+
+
+def expand_run(value: Any) -> Any:
+    """A histogram run ([] or [first, c0, c1, ...]) -> HIST_BUCKETS dense counts. Values that are
+    not ints are passed through for the strict int check to name them."""
+    if type(value) is not list:
+        raise PydanticCustomError("list_type", "hist is a run [first, counts...], got {got}",
+                                  {"got": type(value).__name__})
+    if not value:
+        return [0] * HIST_BUCKETS
+    if len(value) > 1 + HIST_BUCKETS:
+        raise PydanticCustomError("too_long", "a run holds at most 1 + {n} values",
+                                  {"n": HIST_BUCKETS})
+    first = value[0]
+    if type(first) is not int:
+        raise PydanticCustomError("int_type", "a run's first bucket must be an integer, got "
+                                  "{got}", {"got": type(first).__name__})
+    if len(value) == 1:
+        raise PydanticCustomError("value_error", "a run needs at least one count after its first "
+                                  "bucket (an empty histogram is [])")
+    if not 0 <= first < HIST_BUCKETS:
+        raise PydanticCustomError("value_error", "a run's first bucket must be in 0..{hi}",
+                                  {"hi": HIST_BUCKETS - 1})
+    if first + len(value) - 1 > HIST_BUCKETS:
+        raise PydanticCustomError("value_error", "the run reaches past bucket {hi}",
+                                  {"hi": HIST_BUCKETS - 1})
+    return [0] * first + value[1:] + [0] * (HIST_BUCKETS - first - len(value) + 1)
+
+
+def pack_run(hist: list[int]) -> list[int]:
+    """Dense counts -> the canonical (shortest) run."""
+    lo = next((i for i, c in enumerate(hist) if c), None)
+    if lo is None:
+        return []
+    hi = max(i for i, c in enumerate(hist) if c)
+    return [lo, *hist[lo:hi + 1]]
+
+
+class PackedStat(Stat):
+    """A Stat that travels as an array of its values with its histogram as one run (protocol 1.1,
+    MEASUREMENTS_PACKED). In memory it is a Stat: hist holds all HIST_BUCKETS counts. Build one
+    with from_stat (or model_validate of a row): keyword construction would be a map, which the
+    packed form rejects."""
+
+    hist: Annotated[list[U32], BeforeValidator(expand_run),
+                    Field(min_length=HIST_BUCKETS, max_length=HIST_BUCKETS)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_row(cls, value: Any) -> Any:
+        return _row_to_fields(value)
+
+    @classmethod
+    def from_stat(cls, stat: Stat) -> PackedStat:
+        return cls.model_validate([pack_run(stat.hist) if name == "hist" else getattr(stat, name)
+                                   for name in PACKED_STAT_ORDER])
+
+    @model_serializer(mode="plain")
+    def _to_row(self) -> list[Any]:
+        return [pack_run(self.hist) if name == "hist" else getattr(self, name)
+                for name in PACKED_STAT_ORDER]
+
+
 class Arm(_Strict):
     """cp_arm: -1 / 0 keep NCCL's value."""
 
@@ -316,12 +406,12 @@ class Error(_Msg):
 
 
 Message = Union[Hello, Welcome, KeyReport, Measurements, Prepare, Ack, Commit, Abort, Heartbeat,
-                Error]
+                Error, MeasurementsPacked]
 
 MESSAGE_TYPES: dict[str, type[_Msg]] = {
     cls.TAG: cls
-    for cls in (Hello, Welcome, KeyReport, Measurements, Prepare, Ack, Commit, Abort, Heartbeat,
-                Error)
+    for cls in (Hello, Welcome, KeyReport, Measurements, MeasurementsPacked, Prepare, Ack, Commit,
+                Abort, Heartbeat, Error)
 }
 
 # Sub-structures documented with their own field tables.
