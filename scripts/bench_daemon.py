@@ -46,7 +46,11 @@ from cclpilot.proto.messages import (  # noqa: E402
     MAX_CHANNELS,
     MAX_STATS,
     Hello,
+    PACKED_STAT_ORDER,
     Measurements,
+    MeasurementsPacked,
+    expand_run,
+    pack_run,
 )
 from cclpilot.proto.seqhash import SEQ_HASH_INIT, seq_hash_update  # noqa: E402
 
@@ -126,7 +130,14 @@ def base_duration_ns(key: StatKey) -> float:
 
 
 _CALLS_KEY: bytes = msgpack.packb("calls")
-_HEAD: bytes = msgpack.packb("t") + msgpack.packb("MEASUREMENTS") + msgpack.packb("comm")
+_TAGS = {False: "MEASUREMENTS", True: "MEASUREMENTS_PACKED"}
+
+
+def report_head(packed: bool) -> bytes:
+    """A report's map header and fields up to comm's value (a 5-entry map)."""
+    out: bytes = (b"\x85" + msgpack.packb("t") + msgpack.packb(_TAGS[packed])
+                  + msgpack.packb("comm"))
+    return out
 
 
 def _array_header(n: int) -> bytes:
@@ -141,6 +152,7 @@ class RankModel:
     def __init__(self, grid: list[StatKey], lag: int, jitter: float, noise: list[float],
                  noise_shift: int) -> None:
         self.grid = grid
+        self.packed = False
         self.lag = lag
         self.base = [base_duration_ns(k) * jitter for k in grid]
         self.noise = noise
@@ -157,8 +169,19 @@ class RankModel:
         self._array = _array_header(k)
         self._tail: bytes = msgpack.packb("dropped") + msgpack.packb(0) + msgpack.packb("stats")
 
+    def set_packed(self, packed: bool) -> None:
+        """Reports as MEASUREMENTS_PACKED (what a plugin sends once packed_stats is granted)."""
+        self.packed = packed
+        self.segs = [self._segment(i) for i in range(len(self.grid))]
+
     def _segment(self, i: int) -> bytes:
         coll, n_bytes, algo, proto, n_channels = self.grid[i]
+        if self.packed:
+            row: bytes = msgpack.packb([
+                coll, n_bytes, algo, proto, n_channels, self.count[i], self.sum_ns[i],
+                self.sum_sq[i], self.min_ns[i], self.max_ns[i], pack_run(self.hist[i]), 0],
+                use_bin_type=True)
+            return row
         # Dict built in PROTOCOL.md's table order: msgpack keeps it, so this is canonical.
         data: bytes = msgpack.packb({
             "coll": coll, "n_bytes": n_bytes, "algo": algo, "proto": proto,
@@ -274,6 +297,7 @@ class Snapshot:
 @dataclass
 class Counters:
     offered: int = 0          # MEASUREMENTS queued
+    offered_bytes: int = 0    # their bytes
     hwm_full: int = 0         # MEASUREMENTS not queued: the socket's queue was full
     heartbeats: int = 0
     acks: int = 0
@@ -312,6 +336,8 @@ class Generator:
         self.grid = stat_grid(self.args.keys)
         self.period = TARGET_PERIOD_S
         self.rate = float(self.args.call_rate)
+        # Offered like the plugin does; the daemon decides (run_once tells it which to grant).
+        self.offer = ["measure", "plans", "packed_stats"]
         comms: set[int] = set()
         while len(comms) < self.ranks // rpc:
             comms.add(self.rng.getrandbits(64) or 1)
@@ -327,7 +353,8 @@ class Generator:
         self.slot_ranks: list[list[int]] = [[] for _ in range(SLOTS_PER_PERIOD)]
         for r, s in enumerate(self.slot_of):
             self.slot_ranks[s].append(r)
-        self.prefix = [b"\x85" + _HEAD + msgpack.packb(c) for c in self.comm_of]  # 5-entry map
+        self.packed = False   # settled by the WELCOMEs: what the daemon granted
+        self.prefix = [report_head(False) + msgpack.packb(c) for c in self.comm_of]
         self.ctx = zmq.Context()
         # ZeroMQ refuses sockets past MAX_SOCKETS (1023 by default); set before the first one.
         self.ctx.set(zmq.MAX_SOCKETS, self.ranks + 64)
@@ -335,6 +362,7 @@ class Generator:
         self.rank_of: dict[zmq.Socket[bytes], int] = {}
         self.poller = zmq.Poller()
         self.welcomed = [False] * self.ranks
+        self.granted: list[frozenset[str]] = [frozenset()] * self.ranks
         self.heartbeat_s = 1.0
         self.report_ms = 100
         self.next_hb = [0.0] * self.ranks
@@ -372,7 +400,7 @@ class Generator:
         t_start = time.monotonic()
         for r, s in enumerate(self.socks):
             hosts = {(r - self.pos_of[r] + p) // 8 for p in range(rpc)}
-            s.send(encode(Hello(version=[1, 0], features=["measure", "plans"], job="bench",
+            s.send(encode(Hello(version=[1, 1], features=self.offer, job="bench",
                                 comm=self.comm_of[r], n_ranks=rpc, n_nodes=len(hosts),
                                 rank=self.pos_of[r], host=f"bench-node{r // 8:04d}",
                                 pid=1000 + r, nccl_version=22703, tuner_abi=5,
@@ -383,6 +411,16 @@ class Generator:
                 raise BenchError(f"only {sum(self.welcomed)} of {self.ranks} ranks were "
                                  f"welcomed within {timeout_s:.0f} s")
             self.receive(0.01)
+        grants = set(self.granted)
+        if len(grants) != 1:
+            raise BenchError(f"the daemon granted different features to different ranks: {grants}")
+        self.packed = "packed_stats" in self.granted[0]
+        if self.packed != (self.args.encoding == "packed"):
+            raise BenchError(f"asked for {self.args.encoding} reports but the daemon granted "
+                             f"{sorted(self.granted[0])}")
+        for m in self.models:
+            m.set_packed(self.packed)
+        self.prefix = [report_head(self.packed) + msgpack.packb(c) for c in self.comm_of]
         return time.monotonic() - t_start
 
     # -- the loop --
@@ -431,8 +469,10 @@ class Generator:
                 body = bodies[pos] = m.body()
             sock = self.socks[r]
             try:
-                sock.send(self.prefix[r] + body, zmq.NOBLOCK)
+                frame = self.prefix[r] + body
+                sock.send(frame, zmq.NOBLOCK)
                 c.offered += 1
+                c.offered_bytes += len(frame)
             except zmq.Again:
                 c.hwm_full += 1
             if now >= self.next_hb[r]:
@@ -485,6 +525,7 @@ class Generator:
             pass
         elif t == "WELCOME":
             self.welcomed[r] = True
+            self.granted[r] = frozenset(m["features"])
             self.heartbeat_s = m["heartbeat_ms"] / 1000.0
             self.report_ms = m["report_ms"]
         elif t == "ERROR":
@@ -531,17 +572,16 @@ class Generator:
             m.advance(self.calls_at(pos, now))
             data = self.prefix[r] + m.body()
             msg = decode(data)
-            if not isinstance(msg, Measurements) or len(msg.stats) != len(self.grid):
-                raise BenchError("self-check: a report did not decode as MEASUREMENTS")
-            obj = msgpack.unpackb(data, raw=False)
-            if msgpack.packb(obj, use_bin_type=True) != data:
+            kind = MeasurementsPacked if self.packed else Measurements
+            if not isinstance(msg, kind) or len(msg.stats) != len(self.grid):
+                raise BenchError(f"self-check: a report did not decode as {kind.TAG}")
+            if encode(msg) != data:
                 raise BenchError("self-check: a report is not in canonical form")
-            keys = {(s["coll"], s["n_bytes"], s["algo"], s["proto"], s["n_channels"])
-                    for s in obj["stats"]}
+            keys = {(s.coll, s.n_bytes, s.algo, s.proto, s.n_channels) for s in msg.stats}
             if len(keys) != len(self.grid):
                 raise BenchError("self-check: a report repeats a stat key")
-            for s in obj["stats"]:
-                if sum(s["hist"]) != s["count"]:
+            for s in msg.stats:
+                if sum(s.hist) != s.count:
                     raise BenchError("self-check: a histogram does not sum to its count")
             self.validated += 1
 
@@ -556,6 +596,8 @@ class Generator:
 class Result:
     ranks: int
     keys: int
+    encoding: str = "packed"
+    report_bytes: float = 0.0
     window_s: float = 0.0
     offered_s: float = 0.0
     handled_s: float = 0.0
@@ -610,6 +652,11 @@ def _percentile(values: list[float], q: float) -> float | None:
         return None
     v = sorted(values)
     return v[min(len(v) - 1, int(q * len(v)))]
+
+
+def _reports(stats: dict[str, Any]) -> int:
+    by_type = stats["by_type"]
+    return int(by_type.get("MEASUREMENTS", 0) + by_type.get("MEASUREMENTS_PACKED", 0))
 
 
 def _rejected(stats: dict[str, Any]) -> int:
@@ -673,7 +720,7 @@ _BASE_PYTHONPATH = os.environ.get("PYTHONPATH", "")
 
 
 def run_once(args: argparse.Namespace, ranks: int) -> Result:
-    res = Result(ranks=ranks, keys=args.keys)
+    res = Result(ranks=ranks, keys=args.keys, encoding=args.encoding)
     tmp = Path(tempfile.mkdtemp(prefix="cclpilot-bench-"))
     (tmp / "bench_brain.py").write_text(_BRAIN_MODULE)
     os.environ["PYTHONPATH"] = f"{tmp}{os.pathsep}{_BASE_PYTHONPATH}"
@@ -685,6 +732,8 @@ def run_once(args: argparse.Namespace, ranks: int) -> Result:
                    "--seed", str(args.seed)]
     if args.no_fsync:
         daemon_args.append("--no-fsync")
+    if args.encoding == "map":
+        daemon_args.append("--no-packed-stats")
     dp = run_daemon_process(tmp / "run", daemon_args)
     watch = DaemonWatch(dp)
     gen: Generator | None = None
@@ -737,6 +786,7 @@ def run_once(args: argparse.Namespace, ranks: int) -> Result:
         window = t_end - t_start
         res.window_s = window
         res.offered_s = c.offered / window
+        res.report_bytes = c.offered_bytes / c.offered if c.offered else 0.0
         res.cores = (cpu1 - cpu0) / window
         res.gen_cores = (gen_cpu1 - gen_cpu0) / window
         res.notes.append(f"run-queue wait (threads ready but not running) per second of window: "
@@ -761,8 +811,7 @@ def run_once(args: argparse.Namespace, ranks: int) -> Result:
         if snap0 is not None and snap1 is not None:
             dwin = snap1.t - snap0.t
             s0, s1 = snap0.stats, snap1.stats
-            res.handled_s = (s1["by_type"].get("MEASUREMENTS", 0)
-                             - s0["by_type"].get("MEASUREMENTS", 0)) / dwin
+            res.handled_s = (_reports(s1) - _reports(s0)) / dwin
             res.superseded_s = (s1.get("superseded", 0) - s0.get("superseded", 0)) / dwin
             res.committed = s1["plans_committed"] - s0["plans_committed"]
             res.aborted = s1["plans_aborted"] - s0["plans_aborted"]
@@ -809,7 +858,7 @@ def run_once(args: argparse.Namespace, ranks: int) -> Result:
         res.rejected_run = _rejected(stats)
         if snap1 is None:  # no window counters: whole-run numbers, marked as such
             span = time.monotonic() - gen.t0 if gen is not None else 1.0
-            res.handled_s = stats["by_type"].get("MEASUREMENTS", 0) / span
+            res.handled_s = _reports(stats) / span
             res.superseded_s = stats.get("superseded", 0) / span
             res.committed, res.aborted = stats["plans_committed"], stats["plans_aborted"]
             res.rejected = res.rejected_run
@@ -843,6 +892,7 @@ def print_result(r: Result) -> None:
     print(f"  {'ranks x keys':{w}}{f'{r.ranks} x {r.keys}':>14}"
           f"{f'{TARGET_RANKS} x {TARGET_KEYS}':>14}")
     print(f"  {'window (s)':{w}}{r.window_s:>14.1f}")
+    print(f"  {'report encoding, bytes':{w}}{f'{r.encoding} {r.report_bytes:.0f}':>14}")
     print(f"  {'MEASUREMENTS offered / s':{w}}{r.offered_s:>14.0f}{TARGET_MSGS_S:>14.0f}")
     print(f"  {'MEASUREMENTS handled / s':{w}}{r.handled_s:>14.0f}{TARGET_MSGS_S:>14.0f}")
     print(f"  {'MEASUREMENTS superseded / s':{w}}{r.superseded_s:>14.0f}{'(not handled)':>14}")
@@ -870,6 +920,26 @@ def print_result(r: Result) -> None:
     print("  target met" if r.target_met else f"  target NOT met ({', '.join(r.misses())})")
 
 
+def _cpu_us_per_report(r: Result) -> float | None:
+    return None if r.cores is None or not r.handled_s else r.cores / r.handled_s * 1e6
+
+
+def print_comparison(results: list[Result]) -> None:
+    """Maps against packed, run after run at the same rank count, as ratios packed / map."""
+    print("\n== packed vs map reports, same rank count, back to back (ratio = packed / map)")
+    print(f"{'ranks':>6}{'bytes map':>11}{'packed':>8}{'ratio':>7}"
+          f"{'CPU us/report map':>19}{'packed':>8}{'ratio':>7}"
+          f"{'p99 ms map':>12}{'packed':>8}{'handled/s map':>15}{'packed':>8}")
+    for plain, packed in zip(results[0::2], results[1::2]):
+        cu0, cu1 = _cpu_us_per_report(plain), _cpu_us_per_report(packed)
+        ratio = (f"{cu1 / cu0:.2f}" if cu0 and cu1 else "n/a")
+        print(f"{plain.ranks:>6}{plain.report_bytes:>11.0f}{packed.report_bytes:>8.0f}"
+              f"{packed.report_bytes / plain.report_bytes if plain.report_bytes else 0:>7.2f}"
+              f"{_fmt(cu0):>19}{_fmt(cu1):>8}{ratio:>7}"
+              f"{_fmt(plain.p99_ms):>12}{_fmt(packed.p99_ms):>8}"
+              f"{plain.handled_s:>15.0f}{packed.handled_s:>8.0f}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -886,30 +956,41 @@ def main() -> int:
     ap.add_argument("--no-fsync", action="store_true",
                     help="daemon journal without fsync (default: the daemon's own default)")
     ap.add_argument("--no-pin", action="store_true", help="leave CPU affinity alone")
+    ap.add_argument("--encoding", choices=("packed", "map", "compare"), default="packed",
+                    help="report form: MEASUREMENTS_PACKED (protocol 1.1, what plugins send "
+                    "when the daemon grants packed_stats; default), MEASUREMENTS maps (what "
+                    "1.0 peers send), or compare: each rank count with maps, then packed, and "
+                    "their ratios")
     args = ap.parse_args()
     if args.seconds <= 0 or args.warmup < 0 or args.call_rate <= 0:
         ap.error("--seconds and --call-rate must be > 0, --warmup >= 0")
     results: list[Result] = []
+    encodings = ("map", "packed") if args.encoding == "compare" else (args.encoding,)
     try:
         for ranks in (SWEEP_RANKS if args.sweep else (args.ranks,)):
-            print(f"== {ranks} ranks x {args.keys} keys, {args.ranks_per_comm} ranks per "
-                  f"communicator, {args.call_rate:.0f} calls/s per rank, warm-up "
-                  f"{args.warmup:.0f} s, window {args.seconds:.0f} s")
-            r = run_once(args, ranks)
-            print_result(r)
-            results.append(r)
+            for encoding in encodings:
+                args.encoding = encoding
+                print(f"== {ranks} ranks x {args.keys} keys, {encoding} reports, "
+                      f"{args.ranks_per_comm} ranks per communicator, {args.call_rate:.0f} "
+                      f"calls/s per rank, warm-up {args.warmup:.0f} s, window "
+                      f"{args.seconds:.0f} s")
+                r = run_once(args, ranks)
+                print_result(r)
+                results.append(r)
     except BenchError as e:
         print(f"BENCH FAILED: {e}", file=sys.stderr)
         return 1
+    if len(encodings) == 2:
+        print_comparison(results)
     if args.sweep:
         print("\n== sweep summary (target: 1024 ranks, handled 10240/s, p99 < 100 ms, "
               f"<= {TARGET_CORES} cores, 0 rejected, 0 aborted)")
-        print(f"{'ranks':>6}{'offered/s':>11}{'handled/s':>11}{'supersed/s':>11}"
+        print(f"{'ranks':>6}{'form':>7}{'offered/s':>11}{'handled/s':>11}{'supersed/s':>11}"
               f"{'stats/s':>11}{'commit':>8}{'abort':>7}{'p50 ms':>8}{'p99 ms':>8}"
               f"{'cores':>7}{'rej':>5}  verdict")
         for r in results:
             verdict = "met" if r.target_met else ("INVALID" if not r.valid else "not met")
-            print(f"{r.ranks:>6}{r.offered_s:>11.0f}{r.handled_s:>11.0f}{r.superseded_s:>11.0f}"
+            print(f"{r.ranks:>6}{r.encoding:>7}{r.offered_s:>11.0f}{r.handled_s:>11.0f}{r.superseded_s:>11.0f}"
                   f"{r.handled_s * r.keys:>11.0f}{r.committed:>8}{r.aborted:>7}"
                   f"{_fmt(r.p50_ms):>8}{_fmt(r.p99_ms):>8}{_fmt(r.cores, '.2f'):>7}"
                   f"{r.rejected_run:>5}  {verdict}")

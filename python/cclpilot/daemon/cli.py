@@ -48,7 +48,7 @@ def config_from_args(args: argparse.Namespace) -> DaemonConfig:
         heartbeat_ms=args.heartbeat_ms, report_ms=args.report_ms,
         ack_timeout_ms=args.ack_timeout_ms, lead_margin_ms=args.lead_margin_ms,
         min_lead_calls=args.min_lead_calls, summary_ms=args.summary_ms,
-        fsync=not args.no_fsync, seed=args.seed,
+        fsync=not args.no_fsync, seed=args.seed, packed_stats=not args.no_packed_stats,
         brain_factory=load_brain_factory(args.brain, args.seed))
 
 
@@ -82,6 +82,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--brain", default="online", help="'online' (the online tuner, default), "
                    "'null' (never proposes) or "
                    "'package.module:factory'")
+    p.add_argument("--no-packed-stats", action="store_true",
+                   help="do not grant the packed_stats feature: plugins then report in the map "
+                   "form (MEASUREMENTS, about three times the bytes); for comparisons and for "
+                   "captures meant to be read by eye")
     p.add_argument("--no-fsync", action="store_true", help="skip fsync of the journal "
                    "(benchmarks only: a crash can then change an answer)")
     p.add_argument("-v", "--verbose", action="store_true")

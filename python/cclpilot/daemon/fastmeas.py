@@ -14,6 +14,7 @@ import math
 from array import array
 from itertools import chain
 from operator import itemgetter
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import msgpack  # type: ignore[import-untyped]
@@ -31,6 +32,7 @@ from cclpilot.proto.messages import (
     MAX_STR_BYTES,
     U32_MAX,
     U64_MAX,
+    Stat,
 )
 
 _TOP = frozenset(("t", "comm", "calls", "dropped", "stats"))
@@ -249,3 +251,12 @@ def columns_of(obj: dict[str, Any]) -> FastMeasurements:
     return FastMeasurements(obj["comm"], obj["calls"],
                             tuple(zip(cols[0], cols[1], cols[2], cols[3], cols[4])),
                             cols[5], cols[6], cols[7], cols[8], cols[9], cols[11])
+
+
+def columns_of_stats(comm: int, calls: int, stats: Sequence[Stat]) -> FastMeasurements:
+    """The same columns from validated Stat models (a MEASUREMENTS_PACKED decoded by pydantic)."""
+    return FastMeasurements(
+        comm, calls, tuple((s.coll, s.n_bytes, s.algo, s.proto, s.n_channels) for s in stats),
+        tuple(s.count for s in stats), tuple(s.sum_ns for s in stats),
+        tuple(s.sum_sq_ns for s in stats), tuple(s.min_ns for s in stats),
+        tuple(s.max_ns for s in stats), tuple(s.untimed for s in stats))

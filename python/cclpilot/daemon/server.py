@@ -27,6 +27,7 @@ from cclpilot.daemon.brain import PlanProposal
 from cclpilot.daemon.fastmeas import (
     FastMeasurements,
     columns_of,
+    columns_of_stats,
     parse_measurements,
     validate_measurements,
 )
@@ -63,6 +64,7 @@ from cclpilot.proto.messages import (
     Hello,
     KeyReport,
     Measurements,
+    MeasurementsPacked,
     Message,
     Prepare,
     Welcome,
@@ -79,8 +81,10 @@ _ACK_HEAD = b"\xa1t\xa3ACK"
 _HELLO_HEAD = b"\xa1t\xa5HELLO"
 
 
-_MEAS_HEAD = b"\xa1t\xacMEASUREMENTS\xa4comm"
-_MEAS_TAG = b"\xacMEASUREMENTS"  # the type tag as msgpack writes it, in any MEASUREMENTS
+# The canonical openings of MEASUREMENTS and MEASUREMENTS_PACKED, up to the comm value.
+_MEAS_HEADS = (b"\xa1t\xacMEASUREMENTS\xa4comm", b"\xa1t\xb3MEASUREMENTS_PACKED\xa4comm")
+_MEAS_TAG = b"MEASUREMENTS"  # inside either type tag, wherever a non-canonical encoder put it
+_PACKED_TAG = b"\xb3MEASUREMENTS_PACKED"
 _UINT_LEN = {0xCC: 2, 0xCD: 3, 0xCE: 5, 0xCF: 9}
 
 
@@ -89,8 +93,13 @@ def _measurement_owner(frames: list[bytes]) -> tuple[bytes, bytes] | None:
     if len(frames) != 2:
         return None
     data = frames[1]
-    start = 1 + len(_MEAS_HEAD)
-    if data[1:start] != _MEAS_HEAD or len(data) <= start:
+    for head in _MEAS_HEADS:
+        start = 1 + len(head)
+        if data[1:start] == head:
+            break
+    else:
+        return None
+    if len(data) <= start:
         return None
     kind = data[start]
     size = 1 if kind < 0x80 else _UINT_LEN.get(kind, 0)
@@ -142,6 +151,10 @@ class DaemonConfig:
     seed: int = 0
     # False forces the pure-Python MEASUREMENTS path (the reference; tests compare the two).
     native_ingest: bool = True
+    # Grant packed_stats (MEASUREMENTS_PACKED) to plugins that offer it. Only with the native
+    # reader: the Python path validates packed reports through pydantic, ten times slower than
+    # its hand-written check of the map form, so without the native library maps are cheaper.
+    packed_stats: bool = True
     brain_factory: BrainFactory | None = None
 
     def settings(self) -> dict[str, object]:
@@ -265,6 +278,8 @@ class Daemon:
         self._brains: dict[int, Brain] = {}      # owned by the worker thread while it runs
         self._worker: threading.Thread | None = None
         self._ingest: NativeIngest | None = load_native_ingest() if config.native_ingest else None
+        self._features = frozenset(f for f in FEATURES if f != "packed_stats"
+                                   or (config.packed_stats and self._ingest is not None))
         # Received messages waiting to be handled: (sequence, report owner or None, frames).
         self._backlog: deque[tuple[int, tuple[bytes, bytes] | None, list[bytes]]] = deque()
         self._newest: dict[tuple[bytes, bytes], int] = {}  # owner -> its newest queued report
@@ -587,7 +602,8 @@ class Daemon:
         if ingest is not None:
             head = ingest.decode(data) if report or _MEAS_TAG in data else None
             if head is not None:
-                self.stats.by_type["MEASUREMENTS"] += 1
+                self.stats.by_type["MEASUREMENTS_PACKED" if _PACKED_TAG in data
+                                   else "MEASUREMENTS"] += 1
                 self._touch(identity)
                 try:
                     self._on_measurements_native(identity, head, ingest)
@@ -712,6 +728,15 @@ class Daemon:
                 self._on_key(st, msg)
         elif isinstance(msg, Measurements):
             self._on_measurements_raw(identity, columns_of(msg.model_dump()))
+        elif isinstance(msg, MeasurementsPacked):
+            if self._ingest is not None:
+                # As for MEASUREMENTS: the native reader refused what pydantic accepts.
+                self.stats.internal_errors += 1
+                self._warn.warn("ingest-disagree", "the native decoder refused a "
+                                "MEASUREMENTS_PACKED report that the Python decoder accepts; "
+                                "report dropped (please file a bug with the frame)")
+                return
+            self._on_measurements_raw(identity, columns_of_stats(msg.comm, msg.calls, msg.stats))
         elif isinstance(msg, Error):
             self.stats.errors_from_peers += 1
             self._warn.warn("peer-error", "a plugin reported %s about %s (comm %s): %s",
@@ -759,7 +784,7 @@ class Daemon:
             st.unregister(prior_slot)
             st.move_counters(prior_slot, slot)
         self._session += 1
-        features = frozenset(msg.features) & frozenset(FEATURES)
+        features = frozenset(msg.features) & self._features
         reg = RankReg(slot, identity, msg.rank, msg.host, msg.pid, features, self._session)
         if old is not None:
             if old.identity != identity:
