@@ -3,8 +3,8 @@
  *
  * Two decoders: a fast path that accepts the canonical encoding (PROTOCOL.md part 2: fields in
  * table order; it also takes any integer width and float32, which cost nothing to read) of a
- * valid MEASUREMENTS,
- * walking the bytes once without building anything; and the plugin's full decoder
+ * valid MEASUREMENTS or MEASUREMENTS_PACKED (each PackedStat a fixarray of 12, its histogram the
+ * shortest run), walking the bytes once without building anything; and the plugin's full decoder
  * (cp_msg_decode) for every other valid encoding. The fast path only ever *accepts* what the
  * full decoder accepts, with the same values; whatever it does not recognise it hands over.
  * test_ingest.c checks that on the golden vectors and on mutated frames.
@@ -175,21 +175,70 @@ static bool rd_stat(reader* r, cp_wire_stat* s) {
   return s->sum_ns == 0.0 && s->sum_sq_ns == 0.0 && hist_empty;
 }
 
+/* A PackedStat (PROTOCOL.md "PackedStat") as the canonical encoder writes it: a fixarray of the
+ * 12 values in table order, the histogram as its shortest run. A run with zero counts at either
+ * end is valid but not canonical; the full decoder takes it. */
+static bool rd_packed_stat(reader* r, cp_wire_stat* s) {
+  if (r->p >= r->end || *r->p != 0x9c) return false;
+  r->p++;
+  if (!rd_small_v(r, 4, &s->coll) || !rd_uint(r, &s->n_bytes) ||
+      !rd_small_v(r, CP_COST_ALGOS - 1, &s->algo) ||
+      !rd_small_v(r, CP_COST_PROTOS - 1, &s->proto) ||
+      !rd_small_v(r, CP_MAX_CHANNELS, &s->n_channels) || !rd_uint(r, &s->count))
+    return false;
+  if (!rd_f64(r, &s->sum_ns) || !isfinite(s->sum_ns) || !(s->sum_ns >= 0.0) ||
+      !rd_f64(r, &s->sum_sq_ns) || !isfinite(s->sum_sq_ns) || !(s->sum_sq_ns >= 0.0))
+    return false;
+  if (!rd_uint(r, &s->min_ns) || !rd_uint(r, &s->max_ns)) return false;
+  uint32_t nh;
+  if (!rd_array(r, &nh)) return false;
+  memset(s->hist, 0, sizeof s->hist);
+  if (nh != 0) {
+    uint64_t first;
+    /* nh - 1 counts from bucket `first`, at least one, none past the last bucket. */
+    if (nh < 2 || !rd_uint(r, &first) || first >= CP_HIST_BUCKETS ||
+        nh - 1 > CP_HIST_BUCKETS - first)
+      return false;
+    uint32_t* h = s->hist + first;
+    for (uint32_t k = 0; k < nh - 1; k++) {
+      uint64_t v;
+      if (!rd_uint(r, &v) || v > UINT32_MAX) return false;
+      h[k] = (uint32_t)v;
+    }
+    if (h[0] == 0 || h[nh - 2] == 0) return false; /* not the shortest run */
+  }
+  if (!rd_uint(r, &s->untimed)) return false;
+  /* A canonical run is empty exactly when every bucket is 0. */
+  if (s->count > 0) return s->min_ns <= s->max_ns;
+  return s->sum_ns == 0.0 && s->sum_sq_ns == 0.0 && nh == 0;
+}
+
+/* Both report types share the envelope; `t` (first, as the canonical encoder writes it) picks
+ * the Stat reader. */
 static bool fast_measurements(const uint8_t* buf, size_t len, cpi_decoder* dec) {
   if (len > CP_MAX_MESSAGE_BYTES) return false;
   reader r = {buf, buf + len};
-  if (len < 1 || *r.p != 0x85) return false; /* fixmap of the 5 MEASUREMENTS fields */
+  if (len < 1 || *r.p != 0x85) return false; /* fixmap of the 5 fields */
   r.p++;
-  if (!rd_key(&r, "t") || !rd_key(&r, "MEASUREMENTS")) return false;
+  if (!rd_key(&r, "t")) return false;
+  bool packed;
+  if (rd_key(&r, "MEASUREMENTS")) packed = false;
+  else if (rd_key(&r, "MEASUREMENTS_PACKED")) packed = true;
+  else return false;
   cpi_report_head* h = &dec->head;
   if (!rd_u64(&r, "comm", &h->comm) || !rd_u64(&r, "calls", &h->calls) ||
       !rd_u64(&r, "dropped", &h->dropped))
     return false;
   uint32_t n;
   if (!rd_key(&r, "stats") || !rd_array(&r, &n) || n > CP_MAX_STATS) return false;
-  for (uint32_t i = 0; i < n; i++) {
-    memset(&dec->stats[i], 0, sizeof dec->stats[i]);
-    if (!rd_stat(&r, &dec->stats[i])) return false;
+  if (packed) {
+    for (uint32_t i = 0; i < n; i++)
+      if (!rd_packed_stat(&r, &dec->stats[i])) return false;
+  } else {
+    for (uint32_t i = 0; i < n; i++) {
+      memset(&dec->stats[i], 0, sizeof dec->stats[i]);
+      if (!rd_stat(&r, &dec->stats[i])) return false;
+    }
   }
   if (r.p != r.end) return false; /* one object, nothing after it */
   h->n_stats = n;
@@ -210,7 +259,7 @@ int cpi_decode_measurements(cpi_decoder* dec, const void* buf, size_t len,
   const cp_result rc = cp_msg_decode(buf, len, &msg, &err);
   if (rc == CP_ERR_NOMEM) return -1;
   if (rc != CP_OK) return 0;
-  if (msg.type != CP_MSG_MEASUREMENTS) {
+  if (msg.type != CP_MSG_MEASUREMENTS && msg.type != CP_MSG_MEASUREMENTS_PACKED) {
     cp_msg_free(&msg);
     return 0;
   }
@@ -235,21 +284,31 @@ static uint64_t key_hash(uint64_t n_bytes, uint32_t small) { return cp_stat_key_
 
 #define NO_ROW UINT32_MAX
 
-/* One sender's last cumulative counters for one (key, arm), and the aggregate row it feeds. */
+/* One sender's last cumulative counters for one (key, arm), and the aggregate row it feeds. One
+ * cache line: absorb touches one per stat. (The sender's extremes are not kept: a window takes
+ * the extremes of the report itself.) */
 typedef struct {
   uint64_t n_bytes;
   uint32_t small;
-  uint32_t row;           /* NO_ROW: empty slot */
-  uint64_t count, untimed, min_ns, max_ns;
+  uint32_t row;
+  uint64_t count, untimed;
   double sum_ns, sum_sq_ns;
   /* Per channel: the row's window in which this sender last counted in its ranks. */
   uint64_t counted_window[CPI_CHANNELS];
 } sender_entry;
 
+/* A sender's entries are dense in creation order, which is the order of its first report; a
+ * plugin sends its slots in the same order every time, so successive reports walk the array
+ * front to back. `last` remembers which entry each position of the previous report used: when
+ * the key at a position is the same again, no hashing or probing is needed, and the hash index
+ * is only consulted for keys that moved or are new. */
 typedef struct {
-  sender_entry* slots;    /* open addressing; NULL until the sender's first report */
+  sender_entry* ents;     /* NULL until the sender's first report */
+  uint32_t used, cap;
+  uint32_t* index;        /* open addressing over entry ids (NO_ROW: empty) */
   uint32_t mask;
-  uint32_t used;
+  uint32_t* last;         /* entry id per position of the previous report (NO_ROW: none) */
+  uint32_t n_last, cap_last;
 } sender_tab;
 
 /* One channel's pending window of a row. */
@@ -295,7 +354,11 @@ cpi_agg* cpi_agg_new(uint32_t max_rows, uint32_t max_senders) {
 
 void cpi_agg_free(cpi_agg* a) {
   if (a == NULL) return;
-  for (uint32_t i = 0; i < a->n_senders; i++) free(a->senders[i].slots);
+  for (uint32_t i = 0; i < a->n_senders; i++) {
+    free(a->senders[i].ents);
+    free(a->senders[i].index);
+    free(a->senders[i].last);
+  }
   free(a->senders);
   free(a->rows);
   free(a->index);
@@ -355,48 +418,57 @@ static uint32_t row_of(cpi_agg* a, uint64_t n_bytes, uint32_t small) {
   return id;
 }
 
-static bool sender_grow(sender_tab* t) {
-  const uint32_t n = t->slots ? (t->mask + 1) * 2 : 64;
-  sender_entry* s = malloc((size_t)n * sizeof *s);
-  if (s == NULL) return false;
-  for (uint32_t i = 0; i < n; i++) s[i].row = NO_ROW;
-  if (t->slots != NULL) {
-    for (uint32_t j = 0; j <= t->mask; j++) {
-      if (t->slots[j].row == NO_ROW) continue;
-      uint32_t i = (uint32_t)key_hash(t->slots[j].n_bytes, t->slots[j].small) & (n - 1);
-      while (s[i].row != NO_ROW) i = (i + 1) & (n - 1);
-      s[i] = t->slots[j];
-    }
+/* Index size stays at least twice the entry count, as for the rows. */
+static bool sender_index_grow(sender_tab* t) {
+  const uint32_t n = t->index ? (t->mask + 1) * 2 : 64;
+  uint32_t* idx = malloc((size_t)n * sizeof *idx);
+  if (idx == NULL) return false;
+  memset(idx, 0xff, (size_t)n * sizeof *idx);
+  for (uint32_t e = 0; e < t->used; e++) {
+    uint32_t i = (uint32_t)key_hash(t->ents[e].n_bytes, t->ents[e].small) & (n - 1);
+    while (idx[i] != NO_ROW) i = (i + 1) & (n - 1);
+    idx[i] = e;
   }
-  free(t->slots);
-  t->slots = s;
+  free(t->index);
+  t->index = idx;
   t->mask = n - 1;
   return true;
 }
 
-/* The sender's entry for a stat, created (with its row) if new; NULL when a limit is reached.
- * *fresh tells whether it was just created (no previous counters). */
-static sender_entry* entry_of(cpi_agg* a, sender_tab* t, uint64_t n_bytes, uint32_t small,
-                              bool* fresh) {
+/* The id of the sender's entry for a key, created (with its row) if new; NO_ROW when a limit is
+ * reached or memory runs out. *fresh tells whether it was just created (no previous counters). */
+static uint32_t entry_lookup(cpi_agg* a, sender_tab* t, uint64_t n_bytes, uint32_t small,
+                             bool* fresh) {
   *fresh = false;
-  if (t->slots != NULL) {
-    uint32_t i = (uint32_t)key_hash(n_bytes, small) & t->mask;
-    for (; t->slots[i].row != NO_ROW; i = (i + 1) & t->mask) {
-      if (t->slots[i].n_bytes == n_bytes && t->slots[i].small == small) return &t->slots[i];
+  const uint64_t hash = key_hash(n_bytes, small);
+  if (t->index != NULL) {
+    uint32_t i = (uint32_t)hash & t->mask;
+    for (; t->index[i] != NO_ROW; i = (i + 1) & t->mask) {
+      const sender_entry* e = &t->ents[t->index[i]];
+      if (e->n_bytes == n_bytes && e->small == small) return t->index[i];
     }
   }
-  if (t->used >= a->max_rows) return NULL;
-  if (t->slots == NULL || 2 * (t->used + 1) > t->mask + 1) {
-    if (!sender_grow(t)) return NULL;
+  if (t->used >= a->max_rows) return NO_ROW;
+  if (t->used == t->cap) {
+    uint32_t cap = t->cap ? t->cap * 2 : 32;
+    if (cap > a->max_rows) cap = a->max_rows;
+    sender_entry* ents = realloc(t->ents, (size_t)cap * sizeof *ents);
+    if (ents == NULL) return NO_ROW;
+    t->ents = ents;
+    t->cap = cap;
+  }
+  if (t->index == NULL || 2 * (t->used + 1) > t->mask + 1) {
+    if (!sender_index_grow(t)) return NO_ROW;
   }
   const uint32_t row = row_of(a, n_bytes, small);
-  if (row == NO_ROW) return NULL;
-  uint32_t i = (uint32_t)key_hash(n_bytes, small) & t->mask;
-  while (t->slots[i].row != NO_ROW) i = (i + 1) & t->mask;
-  t->slots[i] = (sender_entry){.n_bytes = n_bytes, .small = small, .row = row};
-  t->used++;
+  if (row == NO_ROW) return NO_ROW;
+  const uint32_t id = t->used++;
+  t->ents[id] = (sender_entry){.n_bytes = n_bytes, .small = small, .row = row};
+  uint32_t i = (uint32_t)hash & t->mask;
+  while (t->index[i] != NO_ROW) i = (i + 1) & t->mask;
+  t->index[i] = id;
   *fresh = true;
-  return &t->slots[i];
+  return id;
 }
 
 /* Sums over senders saturate at the wire's u64 (registry._credit does the same): no real
@@ -445,30 +517,48 @@ int cpi_agg_absorb(cpi_agg* a, uint32_t sender, const cpi_decoder* dec, int cred
     a->n_senders = sender + 1;
   }
   sender_tab* t = &a->senders[sender];
-  for (uint32_t i = 0; i < dec->head.n_stats; i++) {
+  const uint32_t n = dec->head.n_stats;
+  /* Without room to remember this report's positions, the next report just probes the index. */
+  bool remember = true;
+  if (n > t->cap_last) {
+    uint32_t* last = realloc(t->last, (size_t)n * sizeof *last);
+    if (last != NULL) {
+      t->last = last;
+      t->cap_last = n;
+    } else {
+      remember = false;
+    }
+  }
+  const uint32_t n_last = remember ? t->n_last : 0;
+  if (!remember) t->n_last = 0;
+  for (uint32_t i = 0; i < n; i++) {
     const cp_wire_stat* s = &dec->stats[i];
-    bool fresh;
-    sender_entry* e = entry_of(a, t, s->n_bytes, small_of(s), &fresh);
-    if (e == NULL) {
+    const uint32_t small = small_of(s);
+    uint32_t id = i < n_last ? t->last[i] : NO_ROW;
+    bool fresh = false;
+    if (id == NO_ROW || t->ents[id].n_bytes != s->n_bytes || t->ents[id].small != small)
+      id = entry_lookup(a, t, s->n_bytes, small, &fresh);
+    if (remember) t->last[i] = id;
+    if (id == NO_ROW) {
       a->stats_dropped++;
       continue;
     }
-    const sender_entry prev = *e;
+    sender_entry* e = &t->ents[id];
+    const uint64_t pc = e->count, pu = e->untimed;
+    const double ps = e->sum_ns, pq = e->sum_sq_ns;
     e->count = s->count;
     e->untimed = s->untimed;
     e->sum_ns = s->sum_ns;
     e->sum_sq_ns = s->sum_sq_ns;
-    e->min_ns = s->min_ns;
-    e->max_ns = s->max_ns;
     if (!credit) continue;
     uint64_t dc, du;
     double ds, dq;
-    if (!fresh && s->count >= prev.count && s->untimed >= prev.untimed) {
-      dc = s->count - prev.count;
-      du = s->untimed - prev.untimed;
+    if (!fresh && s->count >= pc && s->untimed >= pu) {
+      dc = s->count - pc;
+      du = s->untimed - pu;
       if (dc == 0 && du == 0) continue;
-      ds = s->sum_ns - prev.sum_ns;
-      dq = s->sum_sq_ns - prev.sum_sq_ns;
+      ds = s->sum_ns - ps;
+      dq = s->sum_sq_ns - pq;
     } else { /* first report, or counters went back (a restarted plugin): take it whole */
       if (s->count == 0 && s->untimed == 0) continue;
       dc = s->count;
@@ -478,6 +568,7 @@ int cpi_agg_absorb(cpi_agg* a, uint32_t sender, const cpi_decoder* dec, int cred
     }
     credit_row(a, e, s, dc, ds, dq, du);
   }
+  if (remember) t->n_last = n;
   return 0;
 }
 

@@ -43,7 +43,8 @@ typedef struct {
   uint64_t calls;
   uint64_t dropped;
   uint32_t n_stats;
-  /* 1: the canonical-encoding fast path declined and the full decoder accepted the frame. */
+  /* 1: the canonical-encoding fast path declined and the full decoder accepted the frame (for
+   * MEASUREMENTS_PACKED, also a valid histogram run with zero counts at an end). */
   uint32_t exact;
 } cpi_report_head;
 
@@ -53,7 +54,8 @@ CPI_API int cpi_api_version(void);
 CPI_API cpi_decoder* cpi_decoder_new(void);
 CPI_API void cpi_decoder_free(cpi_decoder* dec);
 
-/* Decodes one frame if it is a valid MEASUREMENTS (PROTOCOL.md, every rule).
+/* Decodes one frame if it is a valid MEASUREMENTS or MEASUREMENTS_PACKED (PROTOCOL.md, every
+ * rule); both give the same head and dense stats, so absorb does not know which arrived.
  *   returns 1: valid; *head filled; the stats stay in dec until the next call.
  *   returns 0: anything else (another message type, or invalid in any way). The caller's
  *              generic path then decodes it and names the error; this function never explains.

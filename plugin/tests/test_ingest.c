@@ -59,6 +59,11 @@ static const char* stat_diff(const cp_wire_stat* a, const cp_wire_stat* b) {
 
 static const cp_wire_stat* dec_stats(const cpi_decoder* dec) { return dec->stats; }
 
+/* The two message types cpi_decode_measurements takes: the same snapshot, maps or arrays. */
+static int is_report(cp_msg_type t) {
+  return t == CP_MSG_MEASUREMENTS || t == CP_MSG_MEASUREMENTS_PACKED;
+}
+
 /* Compares a cpi_decode_measurements outcome with cp_msg_decode's on the same bytes. Returns 1
  * when they agree; otherwise prints why (with ctx) and returns 0. *full_ok receives whether the
  * full decoder accepted a MEASUREMENTS. */
@@ -70,7 +75,7 @@ static int agree(cpi_decoder* dec, const uint8_t* buf, size_t len, const char* c
   cp_msg m;
   cp_decode_error err;
   const cp_result rc = cp_msg_decode(buf, len, &m, &err);
-  const int ok = rc == CP_OK && m.type == CP_MSG_MEASUREMENTS;
+  const int ok = rc == CP_OK && is_report(m.type);
   *full_ok = ok;
   int agreed = 1;
   if (r != (ok ? 1 : 0)) {
@@ -117,7 +122,7 @@ static void test_vectors(void) {
   text[mlen] = '\0';
   cpi_decoder* dec = cpi_decoder_new();
   CHECK(dec != NULL, "decoder allocates");
-  int n_valid = 0, n_invalid = 0, n_meas = 0;
+  int n_valid = 0, n_invalid = 0, n_meas = 0, n_packed = 0, n_packed_invalid = 0;
   const char* p = (const char*)text;
   while ((p = strstr(p, "\"file\"")) != NULL) {
     p += 6;
@@ -144,7 +149,8 @@ static void test_vectors(void) {
       cp_msg m;
       cp_decode_error err;
       CHECK(cp_msg_decode(bytes, len, &m, &err) == CP_OK, "%s: a valid vector decodes", file);
-      const int is_meas = m.type == CP_MSG_MEASUREMENTS;
+      const int is_meas = is_report(m.type);
+      n_packed += m.type == CP_MSG_MEASUREMENTS_PACKED;
       cp_msg_free(&m);
       CHECK_INT_EQ(r, is_meas ? 1 : 0);
       if (is_meas) {
@@ -155,14 +161,18 @@ static void test_vectors(void) {
       }
     } else {
       n_invalid++;
+      n_packed_invalid += strncmp(file, "invalid/packed_", 15) == 0;
       CHECK(r == 0, "%s: invalid vector refused (got %d)", file, r);
     }
     free(bytes);
   }
   CHECK(n_valid >= 10 && n_invalid >= 10, "manifest lists vectors (%d valid, %d invalid)", n_valid,
         n_invalid);
-  CHECK(n_meas >= 2, "the vectors include MEASUREMENTS (%d)", n_meas);
-  printf("golden vectors: %d valid (%d MEASUREMENTS), %d invalid\n", n_valid, n_meas, n_invalid);
+  CHECK(n_meas >= 4, "the vectors include MEASUREMENTS (%d)", n_meas);
+  CHECK(n_packed >= 2 && n_packed_invalid >= 11, "the vectors include MEASUREMENTS_PACKED (%d "
+        "valid, %d invalid)", n_packed, n_packed_invalid);
+  printf("golden vectors: %d valid (%d reports, %d packed), %d invalid (%d packed)\n", n_valid,
+         n_meas, n_packed, n_invalid, n_packed_invalid);
 
   /* Other refusals: nothing, NULL arguments. */
   cpi_report_head head;
@@ -302,7 +312,8 @@ typedef struct {
   int order[12];           /* emission order of the fields */
   int n_fields;            /* < 12: the last ones in `order` are left out */
   int extra;               /* an undeclared field appended */
-  int map_form;
+  int map_form;            /* packed: the row's array header form */
+  int as_map;              /* packed: the row written as a Stat map */
 } mstat;
 
 typedef struct {
@@ -311,6 +322,7 @@ typedef struct {
   int stats_form;
   int map_form;
   uint32_t n_stats;
+  int packed;              /* MEASUREMENTS_PACKED: rows are arrays, h[] is [first, counts...] */
   mstat s[N_STATS];
 } mmsg;
 
@@ -350,7 +362,7 @@ static void random_stat(cp_wire_stat* s, uint32_t i) {
     s->hist[b] = rnd_below(3) == 0 ? (uint32_t)rnd_below(b == 7 ? 0x100000000ull : 300) : 0;
 }
 
-static void model_of(mmsg* mm, const cp_msg* m) {
+static void model_of(mmsg* mm, const cp_msg* m, int packed) {
   memset(mm, 0, sizeof *mm);
   const cp_msg_measurements* x = &m->u.measurements;
   mm->comm = vu(x->comm);
@@ -374,9 +386,18 @@ static void model_of(mmsg* mm, const cp_msg* m) {
     t->f[11] = vu(s->untimed);
     t->n_hist = CP_HIST_BUCKETS;
     for (int b = 0; b < CP_HIST_BUCKETS; b++) t->h[b] = vu(s->hist[b]);
+    if (packed) { /* the shortest run */
+      int lo = 0, hi = CP_HIST_BUCKETS - 1;
+      while (lo < CP_HIST_BUCKETS && s->hist[lo] == 0) lo++;
+      while (hi >= lo && s->hist[hi] == 0) hi--;
+      t->n_hist = lo < CP_HIST_BUCKETS ? hi - lo + 2 : 0;
+      if (t->n_hist > 0) t->h[0] = vu((uint64_t)lo);
+      for (int b = lo; b <= hi; b++) t->h[b - lo + 1] = vu(s->hist[b]);
+    }
     for (int k = 0; k < 12; k++) t->order[k] = k;
     t->n_fields = 12;
   }
+  mm->packed = packed;
 }
 
 static void emit(obuf* o, const mmsg* mm) {
@@ -384,7 +405,7 @@ static void emit(obuf* o, const mmsg* mm) {
   put_hdr(o, 5, 1, mm->map_form);
   for (int k = 0; k < 5; k++) {
     switch (mm->order[k]) {
-      case 0: put_str(o, "t"), put_str(o, "MEASUREMENTS"); break;
+      case 0: put_str(o, "t"), put_str(o, mm->packed ? "MEASUREMENTS_PACKED" : "MEASUREMENTS"); break;
       case 1: put_str(o, "comm"), put_val(o, &mm->comm); break;
       case 2: put_str(o, "calls"), put_val(o, &mm->calls); break;
       case 3: put_str(o, "dropped"), put_val(o, &mm->dropped); break;
@@ -393,6 +414,20 @@ static void emit(obuf* o, const mmsg* mm) {
         put_hdr(o, mm->n_stats, 0, mm->stats_form);
         for (uint32_t i = 0; i < mm->n_stats; i++) {
           const mstat* t = &mm->s[i];
+          if (mm->packed && !t->as_map) {
+            put_hdr(o, (uint32_t)(t->n_fields + (t->extra ? 1 : 0)), 0, t->map_form);
+            for (int k2 = 0; k2 < t->n_fields; k2++) {
+              const int f = t->order[k2];
+              if (f == 10) {
+                put_hdr(o, (uint32_t)t->n_hist, 0, t->hist_form);
+                for (int b = 0; b < t->n_hist; b++) put_val(o, &t->h[b]);
+              } else {
+                put_val(o, &t->f[f]);
+              }
+            }
+            if (t->extra) put1(o, 0x00);
+            continue;
+          }
           put_hdr(o, (uint32_t)(t->n_fields + (t->extra ? 1 : 0)), 1, t->map_form);
           for (int k2 = 0; k2 < t->n_fields; k2++) {
             const int f = t->order[k2];
@@ -418,7 +453,9 @@ static int f32_exact(double d) { return (double)(float)d == d || isnan(d); }
 static int mutate(mmsg* mm) {
   mstat* t = &mm->s[rnd_below(mm->n_stats ? mm->n_stats : 1)];
   const int f = (int)rnd_below(12);
-  val* v = f == 10 ? &t->h[rnd_below(CP_HIST_BUCKETS)] : &t->f[f];
+  /* Packed rows hold [first, counts...]: only the written elements are worth changing. */
+  const uint64_t hn = mm->packed ? (uint64_t)t->n_hist : CP_HIST_BUCKETS;
+  val* v = f == 10 ? &t->h[rnd_below(hn ? hn : 1)] : &t->f[f];
   switch (rnd_below(24)) {
     case 0: /* widen an integer */
       if (v->kind == V_UINT) v->form = (uint8_t)(1 + rnd_below(5));
@@ -453,7 +490,8 @@ static int mutate(mmsg* mm) {
       return 1;
     }
     case 7: /* a histogram bucket at and past u32 */
-      v = &t->h[rnd_below(CP_HIST_BUCKETS)];
+      if (mm->packed && t->n_hist < 2) return 1;
+      v = mm->packed ? &t->h[1 + rnd_below((uint64_t)t->n_hist - 1)] : &t->h[rnd_below(CP_HIST_BUCKETS)];
       *v = vu(UINT32_MAX + rnd_below(2));
       return 1;
     case 8: { /* count 0 with whatever else is there */
@@ -462,6 +500,7 @@ static int mutate(mmsg* mm) {
         t->f[6] = vd(0.0);
         t->f[7] = vd(rnd_below(2) ? 0.0 : -0.0);
         for (int b = 0; b < CP_HIST_BUCKETS; b++) t->h[b] = vu(0);
+        if (mm->packed) t->n_hist = 0;
       }
       return 1;
     }
@@ -489,7 +528,12 @@ static int mutate(mmsg* mm) {
       if (v->kind == V_F64) *v = vu(v->d >= 0.0 && v->d < 1e19 ? (uint64_t)v->d : 1);
       else if (v->kind == V_UINT) *v = vd((double)v->u);
       return 1;
-    case 15: /* a histogram of the wrong length */
+    case 15: /* a histogram of the wrong length (packed: a run one longer or shorter) */
+      if (mm->packed) {
+        if (rnd_below(2) && t->n_hist > 0) t->n_hist--;
+        else if (t->n_hist < MAX_HIST) t->h[t->n_hist++] = vu(rnd_below(2) ? 0 : 1 + rnd_below(9));
+        return 0;
+      }
       t->n_hist = CP_HIST_BUCKETS + (rnd_below(2) ? 1 : -1);
       t->h[CP_HIST_BUCKETS] = vu(0);
       return 1;
@@ -523,6 +567,66 @@ static int mutate(mmsg* mm) {
   }
 }
 
+/* Mutations of the rules of the packed form itself (PROTOCOL.md "PackedStat"), mixed with the
+ * generic ones. Same contract as mutate(). */
+static int mutate_packed(mmsg* mm) {
+  if (rnd_below(3) != 0) return mutate(mm);
+  mstat* t = &mm->s[rnd_below(mm->n_stats ? mm->n_stats : 1)];
+  const int n = t->n_hist; /* 0, or 1 + the counts */
+  const uint64_t first = n > 0 && t->h[0].kind == V_UINT ? t->h[0].u : 0;
+  switch (rnd_below(11)) {
+    case 0: /* a zero count before the run: valid, not canonical */
+      if (n < 2 || n >= MAX_HIST) return 1;
+      memmove(&t->h[2], &t->h[1], (size_t)(n - 1) * sizeof(val));
+      t->h[1] = vu(0);
+      t->n_hist++;
+      if (first > 0) t->h[0] = vu(first - 1);
+      return 0;
+    case 1: /* a zero count after it: valid unless it runs past the last bucket */
+      if (n < 2 || n >= MAX_HIST) return 1;
+      t->h[t->n_hist++] = vu(0);
+      return 0;
+    case 2: /* first out of range */
+      if (n == 0) t->n_hist = 2, t->h[1] = vu(1);
+      t->h[0] = vu(CP_HIST_BUCKETS + rnd_below(3));
+      return 1;
+    case 3: /* a run reaching past bucket 47 */
+      if (n < 2) return 1;
+      t->h[0] = vu((uint64_t)(CP_HIST_BUCKETS - (n - 1) + 1 + (int)rnd_below(2)));
+      return 1;
+    case 4: /* first only */
+      t->n_hist = 1;
+      t->h[0] = vu(first);
+      return 1;
+    case 5: /* one element too many, or exactly the longest run */
+      t->n_hist = CP_HIST_BUCKETS + (int)rnd_below(2) + 1;
+      t->h[0] = vu(0);
+      for (int b = 1; b < t->n_hist; b++) t->h[b] = vu(1 + rnd_below(5));
+      return 1;
+    case 6: /* a row that is not an array */
+      t->as_map = 1;
+      return 1;
+    case 7: /* the same counts elsewhere: still canonical when it fits */
+      if (n < 2) return 1;
+      t->h[0] = vu(rnd_below((uint64_t)(CP_HIST_BUCKETS - (n - 1) + 1)));
+      return 1;
+    case 8: { /* a zero count inside the run (canonical) or at its end (not) */
+      if (n < 2) return 1;
+      const int k = 1 + (int)rnd_below((uint64_t)n - 1);
+      t->h[k] = vu(0);
+      return k != 1 && k != n - 1;
+    }
+    case 9: /* count 0 and zero sums, the histogram kept */
+      t->f[5] = vu(0);
+      t->f[6] = vd(0.0);
+      t->f[7] = vd(0.0);
+      return 1;
+    default: /* an empty histogram under a positive count: valid */
+      t->n_hist = 0;
+      return 1;
+  }
+}
+
 /* Raw damage on top of the structured mutations. */
 static void damage(obuf* o) {
   if (o->n == 0) return;
@@ -547,19 +651,30 @@ static void damage(obuf* o) {
   }
 }
 
-static void test_differential(void) {
-  g_rng = 20240611;
+/* Runs of a few buckets, one from bucket 0, one to bucket 47: what the packed form is for. */
+static void sparse_hist(cp_wire_stat* s, uint32_t i) {
+  if (s->count == 0 || i % 4 == 3) return;
+  const int lo = i == 1 ? 0 : i == 2 ? CP_HIST_BUCKETS - 4 : (int)rnd_below(CP_HIST_BUCKETS - 4);
+  for (int b = 0; b < CP_HIST_BUCKETS; b++)
+    s->hist[b] = b >= lo && b < lo + 4 ? 1 + (uint32_t)rnd_below(1000) : 0;
+}
+
+static void differential(int packed) {
+  g_rng = packed ? 20250301 : 20240611;
   cp_wire_stat base[N_STATS];
   for (uint32_t i = 0; i < N_STATS; i++) random_stat(&base[i], i);
+  if (packed)
+    for (uint32_t i = 0; i < N_STATS; i++) sparse_hist(&base[i], i);
   cp_msg m;
   msg_of_stats(&m, base, N_STATS);
+  if (packed) m.type = CP_MSG_MEASUREMENTS_PACKED;
   cp_buf enc;
   cp_buf_init(&enc, 0);
   cp_decode_error err;
   CHECK(cp_msg_encode(&m, &enc, &err) == CP_OK, "base report encodes: %s", err.message);
 
   static mmsg model, mutant;
-  model_of(&model, &m);
+  model_of(&model, &m, packed);
   obuf o = {0};
   emit(&o, &model);
   CHECK(o.n == enc.len && memcmp(o.p, enc.data, o.n) == 0,
@@ -579,18 +694,19 @@ static void test_differential(void) {
     mutant = model;
     int canonical = 1;
     const int n_mut = 1 + (int)rnd_below(3);
-    for (int k = 0; k < n_mut; k++) canonical &= mutate(&mutant);
+    for (int k = 0; k < n_mut; k++) canonical &= packed ? mutate_packed(&mutant) : mutate(&mutant);
     emit(&o, &mutant);
     const int damaged = rnd_below(4) == 0;
     if (damaged) damage(&o);
     char ctx[96];
-    snprintf(ctx, sizeof ctx, "iteration %d (%d mutations%s, %zu bytes)", it, n_mut,
-             damaged ? ", damaged" : "", o.n);
+    snprintf(ctx, sizeof ctx, "%s iteration %d (%d mutations%s, %zu bytes)",
+             packed ? "packed" : "maps", it, n_mut, damaged ? ", damaged" : "", o.n);
     if (!agree(dec, o.p, o.n, ctx, &r, &head, &ok)) {
       disagreements++;
       if (disagreements <= 5) {
         char path[160];
-        snprintf(path, sizeof path, "test_ingest_disagreement_%d.msgpack", it);
+        snprintf(path, sizeof path, "test_ingest_disagreement_%s%d.msgpack", packed ? "p" : "",
+                 it);
         FILE* f = fopen(path, "wb");
         if (f) fwrite(o.p, 1, o.n, f), fclose(f);
         fprintf(stderr, "  frame written to %s\n", path);
@@ -622,8 +738,8 @@ static void test_differential(void) {
   CHECK(fast > ITER / 10 && exact > ITER / 20 && refused > ITER / 5 && canon_fast > ITER / 20,
         "coverage: %ld fast, %ld exact, %ld refused, %ld canonical", fast, exact, refused,
         canon_fast);
-  printf("differential: %d frames: %ld fast path, %ld full decoder, %ld refused (%ld canonical)\n",
-         ITER, fast, exact, refused, canon_fast);
+  printf("differential (%s): %d frames: %ld fast path, %ld full decoder, %ld refused (%ld "
+         "canonical)\n", packed ? "packed" : "maps", ITER, fast, exact, refused, canon_fast);
 
   /* A refused frame leaves nothing for absorb to take. */
   cpi_agg* agg = cpi_agg_new(16, 2);
@@ -644,6 +760,11 @@ static void test_differential(void) {
   cp_buf_free(&enc);
   cp_msg_free(&m);
   free(o.p);
+}
+
+static void test_differential(void) {
+  differential(0);
+  differential(1);
 }
 
 /* ---- aggregation ------------------------------------------------------------------------------- */
@@ -1027,6 +1148,122 @@ static void test_limits(void) {
   cpi_agg_free(m);
 }
 
+/* Encodes the stats as one report of the given type, decodes it (fast path required), absorbs. */
+static void absorb_as(cpi_agg* agg, uint32_t sender, int credit, const cp_wire_stat* s, uint32_t n,
+                      cp_msg_type type) {
+  cp_msg m;
+  msg_of_stats(&m, s, n);
+  m.type = type;
+  cp_buf b;
+  cp_buf_init(&b, 0);
+  cp_decode_error err;
+  if (cp_msg_encode(&m, &b, &err) != CP_OK) {
+    CHECK(0, "test report encodes: %s", err.message);
+  } else {
+    cpi_report_head head;
+    const int r = cpi_decode_measurements(g_dec, b.data, b.len, &head);
+    CHECK(r == 1 && head.exact == 0 && head.n_stats == n, "%s report decodes (%d)",
+          cp_msg_type_name(type), r);
+    CHECK_INT_EQ(cpi_agg_absorb(agg, sender, g_dec, credit), 0);
+  }
+  cp_buf_free(&b);
+  cp_msg_free(&m);
+}
+
+static int by_row(const void* x, const void* y) {
+  const cpi_obs *a = x, *b = y;
+  return a->row < b->row ? -1 : a->row > b->row;
+}
+
+/* Takes a channel dry from both aggregates and compares the observations row by row (their
+ * order depends on the order stats arrived in, which the two sides do not share). */
+static int same_takes(cpi_agg* x, cpi_agg* y, uint32_t ch) {
+  static cpi_obs ox[256], oy[256];
+  memset(ox, 0, sizeof ox);
+  memset(oy, 0, sizeof oy);
+  const size_t nx = cpi_agg_take(x, ch, ox, 256), ny = cpi_agg_take(y, ch, oy, 256);
+  if (nx != ny) return 0;
+  qsort(ox, nx, sizeof *ox, by_row);
+  qsort(oy, ny, sizeof *oy, by_row);
+  return memcmp(ox, oy, nx * sizeof *ox) == 0;
+}
+
+/* The same cumulative snapshots, once as maps in the plugin's order and once packed with keys
+ * left out, reordered and restarted at random: absorbing them must give the same observations.
+ * The reordering is what sends absorb off its remembered positions onto the hash index. */
+static void test_packed_and_reordered(void) {
+  g_rng = 4242;
+  enum { SENDERS = 6, KEYS = 40, ROUNDS = 60 };
+  static cp_wire_stat cur[SENDERS][KEYS];
+  for (uint32_t k = 0; k < KEYS; k++) {
+    cp_wire_stat key;
+    random_stat(&key, k);
+    for (uint32_t sd = 0; sd < SENDERS; sd++) {
+      cp_wire_stat* s = &cur[sd][k];
+      memset(s, 0, sizeof *s);
+      s->coll = key.coll, s->n_bytes = key.n_bytes, s->algo = key.algo, s->proto = key.proto;
+      s->n_channels = key.n_channels;
+    }
+  }
+  cpi_agg* x = cpi_agg_new(256, SENDERS);
+  cpi_agg* y = cpi_agg_new(256, SENDERS);
+  int mismatches = 0;
+  long reordered = 0;
+  for (int round = 0; round < ROUNDS; round++) {
+    for (uint32_t sd = 0; sd < SENDERS; sd++) {
+      cp_wire_stat in_order[KEYS], shuffled[KEYS];
+      uint32_t n = 0;
+      const int leave_out = rnd_below(4) == 0;
+      for (uint32_t k = 0; k < KEYS; k++) {
+        cp_wire_stat* s = &cur[sd][k];
+        if (rnd_below(60) == 0) { /* a restarted plugin: counters start again */
+          s->count = s->untimed = 0, s->sum_ns = s->sum_sq_ns = 0.0;
+          s->min_ns = s->max_ns = 0;
+          memset(s->hist, 0, sizeof s->hist);
+        }
+        const uint64_t add = rnd_below(4) == 0 ? 0 : 1 + rnd_below(20);
+        if (add > 0) {
+          const uint64_t d = 100 + rnd_below(5000);
+          const int b = 6 + (int)rnd_below(5);
+          if (s->count == 0 || d < s->min_ns) s->min_ns = d;
+          if (d > s->max_ns) s->max_ns = d;
+          s->count += add;
+          s->sum_ns += (double)(add * d);
+          s->sum_sq_ns += (double)(add * d * d);
+          s->hist[b] += (uint32_t)add;
+        }
+        s->untimed += rnd_below(8) == 0;
+        if (!leave_out || rnd_below(8) != 0) in_order[n++] = *s;
+      }
+      memcpy(shuffled, in_order, n * sizeof *shuffled);
+      /* Round 0 in the same order on both sides, so that their row ids match. */
+      if (round > 0 && rnd_below(3) == 0) {
+        reordered++;
+        for (uint32_t i = n; i > 1; i--) {
+          const uint32_t j = (uint32_t)rnd_below(i);
+          const cp_wire_stat tmp = shuffled[i - 1];
+          shuffled[i - 1] = shuffled[j];
+          shuffled[j] = tmp;
+        }
+      }
+      const int credit = rnd_below(10) != 0;
+      absorb_as(x, sd, credit, in_order, n, CP_MSG_MEASUREMENTS);
+      absorb_as(y, sd, credit, shuffled, n, CP_MSG_MEASUREMENTS_PACKED);
+    }
+    mismatches += !same_takes(x, y, 0);
+    if (round % 4 == 3) mismatches += !same_takes(x, y, 1);
+  }
+  mismatches += !same_takes(x, y, 1);
+  cpi_agg_info ix, iy;
+  cpi_agg_get_info(x, &ix);
+  cpi_agg_get_info(y, &iy);
+  CHECK(memcmp(&ix, &iy, sizeof ix) == 0 && ix.rows == KEYS, "same rows and counters");
+  CHECK(mismatches == 0 && reordered > 20, "maps in order and packed reordered: %d of %d takes "
+        "differ (%ld reordered reports)", mismatches, ROUNDS + ROUNDS / 4 + 1, reordered);
+  cpi_agg_free(x);
+  cpi_agg_free(y);
+}
+
 int main(void) {
   g_dec = cpi_decoder_new();
   test_vectors();
@@ -1035,6 +1272,7 @@ int main(void) {
   test_ranks_order_minmax();
   test_channels_and_partial_takes();
   test_limits();
+  test_packed_and_reordered();
   cpi_decoder_free(g_dec);
   TEST_RETURN();
 }
