@@ -52,7 +52,7 @@ cp_error_code cp_error_code_from_name(const char* name, size_t n) {
 
 static const char* const k_type_names[CP_MSG_COUNT] = {
     NULL,      "HELLO", "WELCOME", "KEY_REPORT", "MEASUREMENTS", "PREPARE",
-    "ACK",     "COMMIT", "ABORT",  "HEARTBEAT",  "ERROR"};
+    "ACK",     "COMMIT", "ABORT",  "HEARTBEAT",  "ERROR", "MEASUREMENTS_PACKED"};
 
 const char* cp_msg_type_name(cp_msg_type type) {
   if ((int)type < 0 || type >= CP_MSG_COUNT) return NULL;
@@ -325,6 +325,7 @@ typedef enum {
   F_COST,     /* double[7][3] */
   F_HIST,     /* uint32[48] */
   F_STATS,    /* n_stats at aux, cp_wire_stat* at off */
+  F_PSTATS,   /* as F_STATS, each Stat a PackedStat: k_stat_f's values by position, hist a run */
   F_RULES,    /* n_rules at aux, cp_rule* at off */
   F_ARMS      /* n_arms (int) at aux, cp_arm[] at off */
 } field_kind;
@@ -418,26 +419,54 @@ static const field_desc k_key_report_f[] = {
     U64_ALL(cp_msg_key_report, call),
     {.name = "cost", .kind = F_COST, .off = offsetof(cp_msg_key_report, cost)},
 };
-static const field_desc k_stat_f[] = {
-    I(cp_wire_stat, coll, sizeof(int), 0, CP_NUM_COLLS - 1),
-    U64_ALL(cp_wire_stat, n_bytes),
-    I(cp_wire_stat, algo, sizeof(int), 0, CP_NUM_ALGOS - 1),
-    I(cp_wire_stat, proto, sizeof(int), 0, CP_NUM_PROTOS - 1),
-    I(cp_wire_stat, n_channels, sizeof(int), 0, CP_MAX_CHANNELS),
-    U64_ALL(cp_wire_stat, count),
-    {.name = "sum_ns", .kind = F_F64, .off = offsetof(cp_wire_stat, sum_ns), .nonneg = true},
-    {.name = "sum_sq_ns", .kind = F_F64, .off = offsetof(cp_wire_stat, sum_sq_ns), .nonneg = true},
-    U64_ALL(cp_wire_stat, min_ns),
-    U64_ALL(cp_wire_stat, max_ns),
-    {.name = "hist", .kind = F_HIST, .off = offsetof(cp_wire_stat, hist)},
-    U64_ALL(cp_wire_stat, untimed),
+/* The Stat table's order, which is also PackedStat's element order (PROTOCOL.md "PackedStat").
+ * A PackedStat is decoded and encoded through k_stat_f by position, so each descriptor is placed
+ * at the index named after its own field (STAT_AT pastes the field name into the index): the
+ * descriptor of field f can only sit at position PS_f, and this list is the one place where the
+ * order is written. */
+#define PACKED_STAT_ORDER(X) \
+  X(coll) X(n_bytes) X(algo) X(proto) X(n_channels) X(count) X(sum_ns) X(sum_sq_ns) X(min_ns) \
+  X(max_ns) X(hist) X(untimed)
+enum {
+#define PS_ENUM(f) PS_##f,
+  PACKED_STAT_ORDER(PS_ENUM)
+#undef PS_ENUM
+  PS_N
 };
+_Static_assert(PS_N == 12 && PS_coll == 0 && PS_hist == 10 && PS_untimed == 11,
+               "PackedStat is the 12 Stat fields in table order, hist at index 10");
+#define STAT_AT(f, ...) [PS_##f] = __VA_ARGS__
+static const field_desc k_stat_f[PS_N] = {
+    STAT_AT(coll, I(cp_wire_stat, coll, sizeof(int), 0, CP_NUM_COLLS - 1)),
+    STAT_AT(n_bytes, U64_ALL(cp_wire_stat, n_bytes)),
+    STAT_AT(algo, I(cp_wire_stat, algo, sizeof(int), 0, CP_NUM_ALGOS - 1)),
+    STAT_AT(proto, I(cp_wire_stat, proto, sizeof(int), 0, CP_NUM_PROTOS - 1)),
+    STAT_AT(n_channels, I(cp_wire_stat, n_channels, sizeof(int), 0, CP_MAX_CHANNELS)),
+    STAT_AT(count, U64_ALL(cp_wire_stat, count)),
+    STAT_AT(sum_ns, {.name = "sum_ns", .kind = F_F64, .off = offsetof(cp_wire_stat, sum_ns),
+                     .nonneg = true}),
+    STAT_AT(sum_sq_ns, {.name = "sum_sq_ns", .kind = F_F64,
+                        .off = offsetof(cp_wire_stat, sum_sq_ns), .nonneg = true}),
+    STAT_AT(min_ns, U64_ALL(cp_wire_stat, min_ns)),
+    STAT_AT(max_ns, U64_ALL(cp_wire_stat, max_ns)),
+    STAT_AT(hist, {.name = "hist", .kind = F_HIST, .off = offsetof(cp_wire_stat, hist)}),
+    STAT_AT(untimed, U64_ALL(cp_wire_stat, untimed)),
+};
+#undef STAT_AT
 static const field_desc k_measurements_f[] = {
     TAG,
     U64_ALL(cp_msg_measurements, comm),
     U64_ALL(cp_msg_measurements, calls),
     U64_ALL(cp_msg_measurements, dropped),
     {.name = "stats", .kind = F_STATS, .off = offsetof(cp_msg_measurements, stats),
+     .aux = offsetof(cp_msg_measurements, n_stats)},
+};
+static const field_desc k_measurements_packed_f[] = {
+    TAG,
+    U64_ALL(cp_msg_measurements, comm),
+    U64_ALL(cp_msg_measurements, calls),
+    U64_ALL(cp_msg_measurements, dropped),
+    {.name = "stats", .kind = F_PSTATS, .off = offsetof(cp_msg_measurements, stats),
      .aux = offsetof(cp_msg_measurements, n_stats)},
 };
 static const field_desc k_arm_f[] = {
@@ -515,6 +544,7 @@ static const schema k_msg_schemas[CP_MSG_COUNT] = {
     SCHEMA("ABORT", k_abort_f, NULL),
     SCHEMA("HEARTBEAT", k_heartbeat_f, NULL),
     SCHEMA("ERROR", k_error_f, NULL),
+    SCHEMA("MEASUREMENTS_PACKED", k_measurements_packed_f, NULL),
 };
 
 /* ---- typed access by offset ------------------------------------------------------------------- */
@@ -716,8 +746,9 @@ static cp_result validate_field(const field_desc* f, const void* s, const path_s
       return CP_OK;
     }
     case F_STATS:
+    case F_PSTATS: /* the wire form differs, the constraints do not */
     case F_RULES: {
-      const bool stats = f->kind == F_STATS;
+      const bool stats = f->kind != F_RULES;
       uint32_t n = *(const uint32_t*)(base + f->aux);
       const void* arr;
       memcpy(&arr, base + f->off, sizeof arr);
@@ -949,6 +980,8 @@ static cp_result parse_str(const msgpack_object* o, const path_seg* at, uint32_t
 
 static cp_result parse_struct(const schema* sc, const msgpack_object* o, void* dst,
                               const path_seg* path, cp_decode_error* err);
+static cp_result parse_packed_stat(const msgpack_object* o, void* dst, const path_seg* path,
+                                   cp_decode_error* err);
 
 static cp_result parse_field(const field_desc* f, const msgpack_object* v, void* dst,
                              const path_seg* path, cp_decode_error* err) {
@@ -1053,8 +1086,9 @@ static cp_result parse_field(const field_desc* f, const msgpack_object* v, void*
       return CP_OK;
     }
     case F_STATS:
+    case F_PSTATS:
     case F_RULES: {
-      const bool stats = f->kind == F_STATS;
+      const bool stats = f->kind != F_RULES;
       if (v->type != MSGPACK_OBJECT_ARRAY) return wrong_type(err, &here, "an array", v);
       const uint32_t n = v->via.array.size;
       CP_CHECK(check_len(err, &here, n, 0, stats ? CP_MAX_STATS : CP_MAX_RULES));
@@ -1073,8 +1107,12 @@ static cp_result parse_field(const field_desc* f, const msgpack_object* v, void*
       memcpy(base + f->aux, &n, sizeof n);
       for (uint32_t i = 0; i < n; i++) {
         const path_seg at = INDEX_SEG(&here, i);
-        CP_CHECK(parse_struct(stats ? &k_stat_schema : &k_rule_schema, &v->via.array.ptr[i],
-                              (char*)arr + (size_t)i * el_size, &at, err));
+        void* el = (char*)arr + (size_t)i * el_size;
+        if (f->kind == F_PSTATS)
+          CP_CHECK(parse_packed_stat(&v->via.array.ptr[i], el, &at, err));
+        else
+          CP_CHECK(parse_struct(stats ? &k_stat_schema : &k_rule_schema, &v->via.array.ptr[i], el,
+                                &at, err));
       }
       return CP_OK;
     }
@@ -1092,6 +1130,89 @@ static cp_result parse_field(const field_desc* f, const msgpack_object* v, void*
     }
   }
   return CP_ERR_INTERNAL;
+}
+
+/* PackedStat's hist (`here` names it): [] when every bucket is 0, else [first, c0, c1, ...]. Zero
+ * counts at either end are accepted, so nothing depends on the sender writing the shortest run.
+ * Rejections follow the order of cclpilot.proto's run check: type, length, first's type, a run of
+ * nothing but first, first's range, the run's end, then each count (named by its bucket, as
+ * "hist.5" is in the map form). */
+static cp_result parse_hist_run(const msgpack_object* v, const path_seg* here, uint32_t* hist,
+                                cp_decode_error* err) {
+  if (v->type != MSGPACK_OBJECT_ARRAY)
+    return wrong_type(err, here, "an array (a histogram run: [] or [first, counts...])", v);
+  const uint32_t n = v->via.array.size;
+  if (n > 1 + CP_HIST_BUCKETS) {
+    set_err(err, CP_EC_LIMIT, WHERE(here), "%s has %u entries; a run holds at most 1 + %d",
+            WHERE(here), n, CP_HIST_BUCKETS);
+    return CP_ERR_PARSE;
+  }
+  memset(hist, 0, CP_HIST_BUCKETS * sizeof *hist);
+  if (n == 0) return CP_OK;
+  const msgpack_object* first_o = &v->via.array.ptr[0];
+  if (!is_int(first_o)) return wrong_type(err, here, "a run whose first bucket is an integer",
+                                          first_o);
+  if (n == 1) {
+    set_err(err, CP_EC_BAD_VALUE, WHERE(here), "%s holds a first bucket and no counts; an empty "
+            "histogram is []", WHERE(here));
+    return CP_ERR_PARSE;
+  }
+  if (first_o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER ||
+      first_o->via.u64 >= (uint64_t)CP_HIST_BUCKETS) {
+    if (first_o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+      set_err(err, CP_EC_BAD_VALUE, WHERE(here), "%s starts at bucket %lld, outside 0..%d",
+              WHERE(here), (long long)first_o->via.i64, CP_HIST_BUCKETS - 1);
+    else
+      set_err(err, CP_EC_BAD_VALUE, WHERE(here), "%s starts at bucket %llu, outside 0..%d",
+              WHERE(here), (unsigned long long)first_o->via.u64, CP_HIST_BUCKETS - 1);
+    return CP_ERR_PARSE;
+  }
+  const uint32_t first = (uint32_t)first_o->via.u64, counts = n - 1;
+  if (first + counts > (uint32_t)CP_HIST_BUCKETS) {
+    set_err(err, CP_EC_BAD_VALUE, WHERE(here), "%s: %u counts from bucket %u reach past the last "
+            "bucket (%d)", WHERE(here), counts, first, CP_HIST_BUCKETS - 1);
+    return CP_ERR_PARSE;
+  }
+  for (uint32_t i = 0; i < counts; i++) {
+    const path_seg at = INDEX_SEG(here, first + i);
+    uint64_t x;
+    CP_CHECK(parse_uint(&v->via.array.ptr[1 + i], &at, 0, UINT32_MAX, &x, err));
+    hist[first + i] = (uint32_t)x;
+  }
+  return CP_OK;
+}
+
+/* A PackedStat: the values of k_stat_f's fields by position (PACKED_STAT_ORDER), each parsed by
+ * its descriptor exactly as in the map form, except hist, which is a run. */
+static cp_result parse_packed_stat(const msgpack_object* o, void* dst, const path_seg* path,
+                                   cp_decode_error* err) {
+  if (o->type != MSGPACK_OBJECT_ARRAY)
+    return wrong_type(err, path, "an array (a PackedStat: the Stat values in table order)", o);
+  const uint32_t n = o->via.array.size;
+  if (n < PS_N) {
+    const path_seg at = FIELD_SEG(path, k_stat_f[n].name);
+    set_err(err, CP_EC_MISSING_FIELD, WHERE(&at), "PackedStat has %u of its %d values: '%s' "
+            "(index %u) and those after it are missing", n, PS_N, k_stat_f[n].name, n);
+    return CP_ERR_PARSE;
+  }
+  if (n > PS_N) {
+    const path_seg at = INDEX_SEG(path, PS_N);
+    set_err(err, CP_EC_EXTRA_FIELD, WHERE(&at), "PackedStat has %u values; it declares %d (the "
+            "Stat fields coll .. untimed)", n, PS_N);
+    return CP_ERR_PARSE;
+  }
+  char* base = dst;
+  for (int i = 0; i < PS_N; i++) {
+    const field_desc* f = &k_stat_f[i];
+    const msgpack_object* v = &o->via.array.ptr[i];
+    if (f->kind == F_HIST) {
+      const path_seg here = FIELD_SEG(path, f->name);
+      CP_CHECK(parse_hist_run(v, &here, (uint32_t*)(base + f->off), err));
+    } else {
+      CP_CHECK(parse_field(f, v, dst, path, err));
+    }
+  }
+  return CP_OK;
 }
 
 /* Nesting of schemas is fixed (message -> rules -> arms), so this recursion is bounded by the
@@ -1151,7 +1272,8 @@ void cp_msg_init(cp_msg* msg, cp_msg_type type) {
 
 void cp_msg_free(cp_msg* msg) {
   if (msg == NULL) return;
-  if (msg->type == CP_MSG_MEASUREMENTS) free(msg->u.measurements.stats);
+  if (msg->type == CP_MSG_MEASUREMENTS || msg->type == CP_MSG_MEASUREMENTS_PACKED)
+    free(msg->u.measurements.stats);
   if (msg->type == CP_MSG_PREPARE) free(msg->u.prepare.rules);
   memset(msg, 0, sizeof *msg);
 }
@@ -1195,7 +1317,8 @@ static cp_result decode_tree(const msgpack_object* root, cp_msg* out, cp_decode_
     char name[44];
     safe_copy(name, sizeof name, tag->via.str.ptr, tag->via.str.size);
     set_err(err, CP_EC_UNKNOWN_TYPE, "t", "unknown message type '%s'; protocol %d.x knows HELLO, "
-            "WELCOME, KEY_REPORT, MEASUREMENTS, PREPARE, ACK, COMMIT, ABORT, HEARTBEAT, ERROR",
+            "WELCOME, KEY_REPORT, MEASUREMENTS, PREPARE, ACK, COMMIT, ABORT, HEARTBEAT, ERROR, "
+            "MEASUREMENTS_PACKED",
             name, CP_PROTO_MAJOR);
     return CP_ERR_PARSE;
   }
@@ -1319,10 +1442,11 @@ static int pack_cstr(msgpack_packer* pk, const char* s, size_t n) {
 }
 
 static int pack_struct(msgpack_packer* pk, const schema* sc, const void* s, const char* tag);
+static int pack_packed_stat(msgpack_packer* pk, const void* s);
 
-static int pack_field(msgpack_packer* pk, const field_desc* f, const void* s, const char* tag) {
+/* A field's value without its key (a PackedStat holds values only). */
+static int pack_value(msgpack_packer* pk, const field_desc* f, const void* s, const char* tag) {
   const char* base = (const char*)s;
-  if (pack_cstr(pk, f->name, strlen(f->name)) != 0) return -1;
   if (f->nullable && !*(const bool*)(base + f->has_off)) return msgpack_pack_nil(pk);
   switch (f->kind) {
     case F_TAG: return pack_cstr(pk, tag, strlen(tag));
@@ -1378,17 +1502,21 @@ static int pack_field(msgpack_packer* pk, const field_desc* f, const void* s, co
       return 0;
     }
     case F_STATS:
+    case F_PSTATS:
     case F_RULES: {
-      const bool stats = f->kind == F_STATS;
+      const bool stats = f->kind != F_RULES;
       uint32_t n = *(const uint32_t*)(base + f->aux);
       const char* arr;
       memcpy(&arr, base + f->off, sizeof arr);
       const size_t el_size = stats ? sizeof(cp_wire_stat) : sizeof(cp_rule);
       if (msgpack_pack_array(pk, n) != 0) return -1;
-      for (uint32_t i = 0; i < n; i++)
-        if (pack_struct(pk, stats ? &k_stat_schema : &k_rule_schema, arr + (size_t)i * el_size,
-                        NULL) != 0)
-          return -1;
+      for (uint32_t i = 0; i < n; i++) {
+        const char* el = arr + (size_t)i * el_size;
+        const int r = f->kind == F_PSTATS
+                          ? pack_packed_stat(pk, el)
+                          : pack_struct(pk, stats ? &k_stat_schema : &k_rule_schema, el, NULL);
+        if (r != 0) return -1;
+      }
       return 0;
     }
     case F_ARMS: {
@@ -1402,6 +1530,37 @@ static int pack_field(msgpack_packer* pk, const field_desc* f, const void* s, co
     }
   }
   return -1;
+}
+
+static int pack_field(msgpack_packer* pk, const field_desc* f, const void* s, const char* tag) {
+  if (pack_cstr(pk, f->name, strlen(f->name)) != 0) return -1;
+  return pack_value(pk, f, s, tag);
+}
+
+/* The canonical run: [] for an all-zero histogram, else from the lowest to the highest non-zero
+ * bucket, so neither end holds a zero count. */
+static int pack_hist_run(msgpack_packer* pk, const uint32_t* hist) {
+  int lo = 0, hi = CP_HIST_BUCKETS - 1;
+  while (lo < CP_HIST_BUCKETS && hist[lo] == 0) lo++;
+  if (lo == CP_HIST_BUCKETS) return msgpack_pack_array(pk, 0);
+  while (hist[hi] == 0) hi--;
+  if (msgpack_pack_array(pk, (size_t)(2 + hi - lo)) != 0) return -1;
+  if (msgpack_pack_uint64(pk, (uint64_t)lo) != 0) return -1;
+  for (int b = lo; b <= hi; b++)
+    if (msgpack_pack_uint64(pk, hist[b]) != 0) return -1;
+  return 0;
+}
+
+static int pack_packed_stat(msgpack_packer* pk, const void* s) {
+  if (msgpack_pack_array(pk, PS_N) != 0) return -1;
+  for (int i = 0; i < PS_N; i++) {
+    const field_desc* f = &k_stat_f[i];
+    const int r = f->kind == F_HIST
+                      ? pack_hist_run(pk, (const uint32_t*)((const char*)s + f->off))
+                      : pack_value(pk, f, s, NULL);
+    if (r != 0) return -1;
+  }
+  return 0;
 }
 
 static int pack_struct(msgpack_packer* pk, const schema* sc, const void* s, const char* tag) {

@@ -8,8 +8,9 @@
  * text naming the field, so that the I/O thread can log it and (daemon side) answer with ERROR.
  *
  * Encoding is canonical (PROTOCOL.md part 2): fields in table order, smallest integer forms,
- * floats as float64, smallest str forms. The encoder checks every constraint first, so the plugin
- * never sends what a strict decoder must reject.
+ * floats as float64, smallest str forms; in MEASUREMENTS_PACKED each histogram as its shortest
+ * run ([] when empty). The encoder checks every constraint first, so the plugin never sends what
+ * a strict decoder must reject.
  *
  * Strings are stored inline (fixed capacity = the protocol's limit), NUL-terminated for logging,
  * with an explicit length because the protocol does not forbid NUL bytes inside a string. Fill
@@ -104,6 +105,10 @@ typedef enum {
   CP_MSG_ABORT,
   CP_MSG_HEARTBEAT,
   CP_MSG_ERROR,
+  /* Since 1.1 (feature packed_stats). Appended so that the 1.0 values never move. Its payload is
+   * u.measurements, exactly as for CP_MSG_MEASUREMENTS (stats expanded to CP_HIST_BUCKETS dense
+   * buckets): only the wire form differs, each Stat an array with its histogram as one run. */
+  CP_MSG_MEASUREMENTS_PACKED,
   CP_MSG_COUNT
 } cp_msg_type;
 
@@ -228,7 +233,7 @@ typedef struct {
     cp_msg_hello hello;
     cp_msg_welcome welcome;
     cp_msg_key_report key_report;
-    cp_msg_measurements measurements;
+    cp_msg_measurements measurements;           /* MEASUREMENTS and MEASUREMENTS_PACKED */
     cp_msg_prepare prepare;
     cp_msg_ack ack;
     cp_msg_commit commit;
@@ -240,7 +245,7 @@ typedef struct {
 
 /* Zeroes *msg and sets its type (a HELLO/WELCOME also gets this build's protocol version). */
 void cp_msg_init(cp_msg* msg, cp_msg_type type);
-/* Frees the arrays of MEASUREMENTS / PREPARE and zeroes *msg. NULL-safe. */
+/* Frees the arrays of MEASUREMENTS(_PACKED) / PREPARE and zeroes *msg. NULL-safe. */
 void cp_msg_free(cp_msg* msg);
 
 /* ---- decoding --------------------------------------------------------------------------------- */

@@ -3,11 +3,14 @@
  * (manifest.json says what each file must do), plus hostile inputs built here. Run it under
  * -DCCLPILOT_ASAN_UBSAN=ON to turn "never crashes" into "never touches a wrong byte".
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, for printed timings */
 #include <math.h>
+#include <msgpack.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cp_codec.h"
 #include "testutil.h"
@@ -606,7 +609,8 @@ static void test_hostile(void) {
   static const char* const files[] = {"hello", "hello_minimal", "welcome", "key_report",
                                       "measurements", "measurements_empty", "prepare",
                                       "prepare_empty", "ack_ok", "ack_refused", "commit", "abort",
-                                      "heartbeat", "error", "error_generic"};
+                                      "heartbeat", "error", "error_generic",
+                                      "measurements_packed", "measurements_packed_empty"};
   long mutated_ok = 0;
   for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
     char path[512];
@@ -639,6 +643,487 @@ static void test_hostile(void) {
          mutated_ok);
 }
 
+/* ---- MEASUREMENTS_PACKED (protocol 1.1) ------------------------------------------------------- */
+
+static int stat_eq(const cp_wire_stat* a, const cp_wire_stat* b) {
+  return a->coll == b->coll && a->n_bytes == b->n_bytes && a->algo == b->algo &&
+         a->proto == b->proto && a->n_channels == b->n_channels && a->count == b->count &&
+         memcmp(&a->sum_ns, &b->sum_ns, sizeof a->sum_ns) == 0 &&
+         memcmp(&a->sum_sq_ns, &b->sum_sq_ns, sizeof a->sum_sq_ns) == 0 &&
+         a->min_ns == b->min_ns && a->max_ns == b->max_ns &&
+         memcmp(a->hist, b->hist, sizeof a->hist) == 0 && a->untimed == b->untimed;
+}
+
+static int meas_eq(const cp_msg_measurements* a, const cp_msg_measurements* b) {
+  if (a->comm != b->comm || a->calls != b->calls || a->dropped != b->dropped ||
+      a->n_stats != b->n_stats)
+    return 0;
+  for (uint32_t i = 0; i < a->n_stats; i++)
+    if (!stat_eq(&a->stats[i], &b->stats[i])) return 0;
+  return 1;
+}
+
+/* A random valid Stat whose histogram takes one of the shapes the run form must get right. */
+static void random_stat(uint64_t* seed, cp_wire_stat* s) {
+  memset(s, 0, sizeof *s);
+  s->coll = (int)(rng_next(seed) % CP_NUM_COLLS);
+  s->algo = (int)(rng_next(seed) % CP_NUM_ALGOS);
+  s->proto = (int)(rng_next(seed) % CP_NUM_PROTOS);
+  s->n_channels = (int)(rng_next(seed) % (CP_MAX_CHANNELS + 1));
+  const int big = rng_next(seed) % 4 == 0; /* u64 / u32 extremes */
+  s->n_bytes = big ? UINT64_MAX : rng_next(seed) >> (rng_next(seed) % 64);
+  s->untimed = big ? UINT64_MAX : rng_next(seed) % 1000;
+  const int shape = (int)(rng_next(seed) % 8);
+  if (shape == 0) return; /* count 0: sums and histogram empty, min/max free */
+  int lo, hi;
+  switch (shape) {
+    case 1: lo = 0, hi = (int)(rng_next(seed) % CP_HIST_BUCKETS); break;          /* from 0 */
+    case 2: lo = (int)(rng_next(seed) % CP_HIST_BUCKETS), hi = CP_HIST_BUCKETS - 1; break;
+    case 3: lo = hi = (int)(rng_next(seed) % CP_HIST_BUCKETS); break;             /* one bucket */
+    case 4: lo = 0, hi = CP_HIST_BUCKETS - 1; break;                               /* all */
+    case 5: lo = hi = 0; break;
+    case 6: lo = hi = CP_HIST_BUCKETS - 1; break;
+    default:
+      lo = (int)(rng_next(seed) % CP_HIST_BUCKETS);
+      hi = lo + (int)(rng_next(seed) % (uint64_t)(CP_HIST_BUCKETS - lo));
+      break;
+  }
+  for (int b = lo; b <= hi; b++) {
+    /* Ends non-zero (the run's real extent); zeros inside are allowed and kept. */
+    const uint64_t r = rng_next(seed);
+    s->hist[b] = (b == lo || b == hi) ? (big ? UINT32_MAX : 1 + (uint32_t)(r % 1000))
+                                      : (r % 3 == 0 ? 0 : (uint32_t)r);
+  }
+  s->count = big ? UINT64_MAX : 1 + rng_next(seed) % 100000;
+  s->sum_ns = big ? 1.7e308 : (double)(rng_next(seed) % 1000000000) + 0.5;
+  s->sum_sq_ns = big ? 1.7e308 : s->sum_ns * 3.0;
+  s->min_ns = big ? 0 : rng_next(seed) % 1000;
+  s->max_ns = big ? UINT64_MAX : s->min_ns + rng_next(seed) % 1000000;
+}
+
+/* The hist run of stats[i] in an encoded MEASUREMENTS_PACKED, via msgpack-c (independent of the
+ * codec under test). Returns the run's array object, NULL if the frame is not shaped as expected. */
+static const msgpack_object* run_of(const msgpack_object* root, uint32_t i) {
+  if (root->type != MSGPACK_OBJECT_MAP) return NULL;
+  for (uint32_t k = 0; k < root->via.map.size; k++) {
+    const msgpack_object_kv* kv = &root->via.map.ptr[k];
+    if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 5 &&
+        memcmp(kv->key.via.str.ptr, "stats", 5) == 0 && kv->val.type == MSGPACK_OBJECT_ARRAY &&
+        i < kv->val.via.array.size) {
+      const msgpack_object* row = &kv->val.via.array.ptr[i];
+      if (row->type != MSGPACK_OBJECT_ARRAY || row->via.array.size != 12) return NULL;
+      return row->via.array.ptr[10].type == MSGPACK_OBJECT_ARRAY ? &row->via.array.ptr[10] : NULL;
+    }
+  }
+  return NULL;
+}
+
+/* The encoder writes the shortest run: [] when all zero, else first = lowest non-zero bucket and
+ * the last count non-zero. */
+static void check_canonical_runs(const cp_buf* b, const cp_msg_measurements* ms) {
+  msgpack_unpacked up;
+  msgpack_unpacked_init(&up);
+  size_t off = 0;
+  CHECK(msgpack_unpack_next(&up, (const char*)b->data, b->len, &off) == MSGPACK_UNPACK_SUCCESS,
+        "packed frame unpacks");
+  for (uint32_t i = 0; i < ms->n_stats; i++) {
+    const msgpack_object* run = run_of(&up.data, i);
+    CHECK(run != NULL, "stats.%u.hist is an array at index 10", i);
+    if (!run) break;
+    const uint32_t* h = ms->stats[i].hist;
+    int lo = 0, hi = CP_HIST_BUCKETS - 1;
+    while (lo < CP_HIST_BUCKETS && h[lo] == 0) lo++;
+    while (hi >= 0 && h[hi] == 0) hi--;
+    if (lo == CP_HIST_BUCKETS) {
+      CHECK(run->via.array.size == 0, "stats.%u: all-zero histogram is [] (got %u values)", i,
+            run->via.array.size);
+      continue;
+    }
+    const int ok = run->via.array.size == (uint32_t)(2 + hi - lo) &&
+                   run->via.array.ptr[0].via.u64 == (uint64_t)lo &&
+                   run->via.array.ptr[run->via.array.size - 1].via.u64 == h[hi];
+    CHECK(ok, "stats.%u: run [%llu, ...] of %u values, want first %d and %d values", i,
+          (unsigned long long)run->via.array.ptr[0].via.u64, run->via.array.size, lo, 2 + hi - lo);
+  }
+  msgpack_unpacked_destroy(&up);
+}
+
+static void test_packed_roundtrip(void) {
+  uint64_t seed = 0x5eed0011ull;
+  cp_buf bp, bm;
+  cp_buf_init(&bp, 0);
+  cp_buf_init(&bm, 0);
+  int runs = 0;
+  for (int iter = 0; iter < 200; iter++) {
+    cp_msg m, dp, dm;
+    cp_decode_error err;
+    cp_msg_init(&m, CP_MSG_MEASUREMENTS_PACKED);
+    const uint32_t n = iter == 0 ? 0 : (uint32_t)(1 + rng_next(&seed) % 40);
+    m.u.measurements.comm = rng_next(&seed);
+    m.u.measurements.calls = iter % 7 == 0 ? UINT64_MAX : rng_next(&seed) % 100000;
+    m.u.measurements.dropped = iter % 5 == 0 ? UINT64_MAX : rng_next(&seed) % 10;
+    m.u.measurements.n_stats = n;
+    m.u.measurements.stats = n ? calloc(n, sizeof(cp_wire_stat)) : NULL;
+    for (uint32_t i = 0; i < n; i++) random_stat(&seed, &m.u.measurements.stats[i]);
+    CHECK(cp_msg_encode(&m, &bp, &err) == CP_OK, "packed encode: %s %s", err.field, err.message);
+    check_canonical_runs(&bp, &m.u.measurements);
+    CHECK(cp_msg_decode(bp.data, bp.len, &dp, &err) == CP_OK, "packed decode: %s %s", err.field,
+          err.message);
+    CHECK(dp.type == CP_MSG_MEASUREMENTS_PACKED && meas_eq(&dp.u.measurements, &m.u.measurements),
+          "packed roundtrip %d keeps every value", iter);
+    /* The same snapshot as a map-form MEASUREMENTS decodes to the identical struct. */
+    m.type = CP_MSG_MEASUREMENTS;
+    CHECK(cp_msg_encode(&m, &bm, &err) == CP_OK, "map encode: %s", err.message);
+    CHECK(cp_msg_decode(bm.data, bm.len, &dm, &err) == CP_OK, "map decode: %s", err.message);
+    CHECK(dm.type == CP_MSG_MEASUREMENTS && meas_eq(&dm.u.measurements, &dp.u.measurements),
+          "packed and map forms of snapshot %d decode alike", iter);
+    CHECK(n == 0 || bp.len < bm.len, "packed (%zu B) smaller than map (%zu B)", bp.len, bm.len);
+    runs += (int)n;
+    cp_msg_free(&dp);
+    cp_msg_free(&dm);
+    cp_msg_free(&m);
+  }
+  /* An invalid Stat never reaches the wire in the packed form either. */
+  cp_msg m;
+  cp_decode_error err;
+  cp_msg_init(&m, CP_MSG_MEASUREMENTS_PACKED);
+  m.u.measurements.n_stats = 2;
+  m.u.measurements.stats = calloc(2, sizeof(cp_wire_stat));
+  m.u.measurements.stats[1].hist[47] = 1; /* count 0 */
+  CHECK(cp_msg_encode(&m, &bp, &err) == CP_ERR_INVALID && err.kind == CP_EC_BAD_VALUE &&
+            strcmp(err.field, "stats.1.count") == 0 && bp.len == 0,
+        "packed encoder refuses count 0 with a histogram (%s)", err.field);
+  m.u.measurements.stats[1].hist[47] = 0;
+  m.u.measurements.stats[1].algo = CP_NUM_ALGOS;
+  CHECK(cp_msg_encode(&m, &bp, &err) == CP_ERR_INVALID && strcmp(err.field, "stats.1.algo") == 0,
+        "packed encoder refuses a bad algo (%s)", err.field);
+  cp_msg_free(&m);
+  CHECK(cp_msg_type_name(CP_MSG_MEASUREMENTS_PACKED) &&
+            strcmp(cp_msg_type_name(CP_MSG_MEASUREMENTS_PACKED), "MEASUREMENTS_PACKED") == 0,
+        "type name");
+  CHECK(CP_MSG_MEASUREMENTS_PACKED == CP_MSG_ERROR + 1, "appended after ERROR: 1.0 values kept");
+  printf("packed roundtrip: 200 snapshots, %d stats\n", runs);
+  cp_buf_free(&bp);
+  cp_buf_free(&bm);
+}
+
+/* A msgpack value for hand-made PackedStat rows: any shape, including wrong ones. */
+typedef struct tv {
+  char t;                 /* 'u' uint, 'i' negative int, 'f' float64, 's' str, 'a' array, 'm' {} */
+  uint64_t u;
+  int64_t i;
+  double f;
+  const struct tv* items; /* 'a' */
+  uint32_t n;
+} tv;
+
+static void tv_pack(msgpack_packer* pk, const tv* v) {
+  switch (v->t) {
+    case 'u': msgpack_pack_uint64(pk, v->u); break;
+    case 'i': msgpack_pack_int64(pk, v->i); break;
+    case 'f': msgpack_pack_double(pk, v->f); break;
+    case 's': msgpack_pack_str(pk, 1), msgpack_pack_str_body(pk, "x", 1); break;
+    case 'm': msgpack_pack_map(pk, 0); break;
+    default:
+      msgpack_pack_array(pk, v->n);
+      for (uint32_t k = 0; k < v->n; k++) tv_pack(pk, &v->items[k]);
+      break;
+  }
+}
+
+#define TU(x) ((tv){.t = 'u', .u = (x)})
+#define TF(x) ((tv){.t = 'f', .f = (x)})
+
+/* A row for stat s, written in PROTOCOL.md's PackedStat order by hand (not by the codec), with
+ * `run` (n_run values) as its hist. cells must hold 13. */
+static void row_of(const cp_wire_stat* s, const tv* run, uint32_t n_run, tv* cells) {
+  cells[0] = TU((uint64_t)s->coll);
+  cells[1] = TU(s->n_bytes);
+  cells[2] = TU((uint64_t)s->algo);
+  cells[3] = TU((uint64_t)s->proto);
+  cells[4] = TU((uint64_t)s->n_channels);
+  cells[5] = TU(s->count);
+  cells[6] = TF(s->sum_ns);
+  cells[7] = TF(s->sum_sq_ns);
+  cells[8] = TU(s->min_ns);
+  cells[9] = TU(s->max_ns);
+  cells[10] = (tv){.t = 'a', .items = run, .n = n_run};
+  cells[11] = TU(s->untimed);
+  cells[12] = TU(0); /* only a 13-value row uses it */
+}
+
+/* MEASUREMENTS_PACKED {comm 1, calls 2, dropped 3, stats: rows}. */
+static void packed_frame(msgpack_sbuffer* sb, const tv* rows, uint32_t n_rows) {
+  msgpack_sbuffer_clear(sb);
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+  msgpack_pack_map(&pk, 5);
+  const char* keys[4] = {"t", "comm", "calls", "dropped"};
+  for (int k = 0; k < 4; k++) {
+    msgpack_pack_str(&pk, strlen(keys[k]));
+    msgpack_pack_str_body(&pk, keys[k], strlen(keys[k]));
+    if (k == 0) {
+      msgpack_pack_str(&pk, 19);
+      msgpack_pack_str_body(&pk, "MEASUREMENTS_PACKED", 19);
+    } else {
+      msgpack_pack_uint64(&pk, (uint64_t)k);
+    }
+  }
+  msgpack_pack_str(&pk, 5);
+  msgpack_pack_str_body(&pk, "stats", 5);
+  msgpack_pack_array(&pk, n_rows);
+  for (uint32_t r = 0; r < n_rows; r++) tv_pack(&pk, &rows[r]);
+}
+
+/* Decodes a frame of two rows: a valid one, then `bad` (n_cells values, or `bad_row` itself when
+ * given). Returns the rejection kind (CP_EC_NONE if accepted, with *out kept). */
+static cp_error_code decode_rows(msgpack_sbuffer* sb, const tv* good, const tv* bad_cells,
+                                 uint32_t n_cells, const tv* bad_row, cp_decode_error* err,
+                                 cp_msg* out) {
+  tv rows[2] = {{.t = 'a', .items = good, .n = 12},
+                bad_row ? *bad_row : (tv){.t = 'a', .items = bad_cells, .n = n_cells}};
+  packed_frame(sb, rows, 2);
+  cp_msg m;
+  cp_result r = cp_msg_decode(sb->data, sb->size, &m, err);
+  if (r != CP_OK) {
+    CHECK(r == CP_ERR_PARSE && m.type == CP_MSG_NONE, "rejection clears the output");
+    return err->kind;
+  }
+  if (out) *out = m;
+  else cp_msg_free(&m);
+  return CP_EC_NONE;
+}
+
+static void test_packed_rejections(void) {
+  msgpack_sbuffer sb;
+  msgpack_sbuffer_init(&sb);
+  cp_decode_error err;
+  cp_msg d;
+  cp_wire_stat s;
+  memset(&s, 0, sizeof s);
+  s.coll = 2, s.n_bytes = 1u << 20, s.algo = 1, s.proto = 2, s.n_channels = 8, s.count = 12;
+  s.sum_ns = 1.2e6, s.sum_sq_ns = 1.3e11, s.min_ns = 90000, s.max_ns = 110000, s.untimed = 3;
+  s.hist[16] = 5, s.hist[17] = 7;
+  const tv run[3] = {TU(16), TU(5), TU(7)};
+  tv good[13], bad[13];
+  row_of(&s, run, 3, good);
+
+  /* The hand-written row (PROTOCOL.md's order) decodes into the right fields: the codec's
+   * descriptor order is the protocol's. */
+  memcpy(bad, good, sizeof bad);
+  CHECK_INT_EQ(decode_rows(&sb, good, bad, 12, NULL, &err, &d), CP_EC_NONE);
+  if (d.type == CP_MSG_MEASUREMENTS_PACKED) {
+    CHECK(d.u.measurements.n_stats == 2 && stat_eq(&d.u.measurements.stats[1], &s) &&
+              d.u.measurements.comm == 1 && d.u.measurements.calls == 2 &&
+              d.u.measurements.dropped == 3,
+          "hand-made PackedStat decodes field by field");
+    cp_msg_free(&d);
+  }
+
+  /* Non-canonical runs (zero counts at either end, an all-zero run) decode to the same stats
+   * and re-encode canonically. */
+  const tv padded[7] = {TU(14), TU(0), TU(0), TU(5), TU(7), TU(0), TU(0)};
+  memcpy(bad, good, sizeof bad);
+  bad[10] = (tv){.t = 'a', .items = padded, .n = 7};
+  CHECK_INT_EQ(decode_rows(&sb, good, bad, 12, NULL, &err, &d), CP_EC_NONE);
+  if (d.type == CP_MSG_MEASUREMENTS_PACKED) {
+    CHECK(stat_eq(&d.u.measurements.stats[1], &s), "zero-padded run = the shortest run");
+    cp_buf b;
+    cp_buf_init(&b, 0);
+    CHECK(cp_msg_encode(&d, &b, &err) == CP_OK, "re-encodes");
+    msgpack_sbuffer canon;
+    msgpack_sbuffer_init(&canon);
+    tv rows[2] = {{.t = 'a', .items = good, .n = 12}, {.t = 'a', .items = good, .n = 12}};
+    packed_frame(&canon, rows, 2);
+    CHECK(b.len == canon.size && memcmp(b.data, canon.data, b.len) == 0,
+          "re-encoding of a padded run is the canonical frame (%zu vs %zu bytes)", b.len,
+          canon.size);
+    msgpack_sbuffer_destroy(&canon);
+    cp_buf_free(&b);
+    cp_msg_free(&d);
+  }
+  const tv zeros[4] = {TU(40), TU(0), TU(0), TU(0)};
+  cp_wire_stat empty;
+  memset(&empty, 0, sizeof empty);
+  empty.n_bytes = 4096, empty.untimed = 9;
+  tv erow[13];
+  row_of(&empty, zeros, 4, erow);
+  CHECK_INT_EQ(decode_rows(&sb, good, erow, 12, NULL, &err, &d), CP_EC_NONE);
+  if (d.type == CP_MSG_MEASUREMENTS_PACKED) {
+    CHECK(stat_eq(&d.u.measurements.stats[1], &empty), "an all-zero run is an empty histogram");
+    cp_msg_free(&d);
+  }
+  const tv full[49] = {TU(0), TU(1), TU(2), TU(3), TU(4), TU(5), TU(6), TU(7), TU(8), TU(9),
+                       TU(10), TU(11), TU(12), TU(13), TU(14), TU(15), TU(16), TU(17), TU(18),
+                       TU(19), TU(20), TU(21), TU(22), TU(23), TU(24), TU(25), TU(26), TU(27),
+                       TU(28), TU(29), TU(30), TU(31), TU(32), TU(33), TU(34), TU(35), TU(36),
+                       TU(37), TU(38), TU(39), TU(40), TU(41), TU(42), TU(43), TU(44), TU(45),
+                       TU(46), TU(47), TU(UINT32_MAX)};
+  memcpy(bad, good, sizeof bad);
+  bad[10] = (tv){.t = 'a', .items = full, .n = 49};
+  CHECK_INT_EQ(decode_rows(&sb, good, bad, 12, NULL, &err, &d), CP_EC_NONE);
+  if (d.type == CP_MSG_MEASUREMENTS_PACKED) {
+    CHECK(d.u.measurements.stats[1].hist[0] == 1 && d.u.measurements.stats[1].hist[46] == 47 &&
+              d.u.measurements.stats[1].hist[47] == UINT32_MAX,
+          "a run of all 48 buckets, u32 max in the last");
+    cp_msg_free(&d);
+  }
+
+  /* Every rejection of PROTOCOL.md's PackedStat, with its kind and path. */
+  struct {
+    const char* what;
+    int cell;          /* index replaced by `val`, -1 none */
+    tv val;
+    uint32_t n_cells;  /* row length */
+    int whole;         /* the row itself is `val` */
+    cp_error_code kind;
+    const char* field;
+  } cases[] = {
+      {"row as a map", -1, {.t = 'm'}, 12, 1, CP_EC_WRONG_TYPE, "stats.1"},
+      {"row as an int", -1, TU(7), 12, 1, CP_EC_WRONG_TYPE, "stats.1"},
+      {"row of 11", -1, {0}, 11, 0, CP_EC_MISSING_FIELD, "stats.1.untimed"},
+      {"row of 5", -1, {0}, 5, 0, CP_EC_MISSING_FIELD, "stats.1.count"},
+      {"row of 0", -1, {0}, 0, 0, CP_EC_MISSING_FIELD, "stats.1.coll"},
+      {"row of 13", -1, {0}, 13, 0, CP_EC_EXTRA_FIELD, "stats.1.12"},
+      {"hist as an int", 10, TU(3), 12, 0, CP_EC_WRONG_TYPE, "stats.1.hist"},
+      {"hist as a map", 10, {.t = 'm'}, 12, 0, CP_EC_WRONG_TYPE, "stats.1.hist"},
+      {"n_bytes as a float", 1, TF(1.0), 12, 0, CP_EC_WRONG_TYPE, "stats.1.n_bytes"},
+      {"sum_ns as an int", 6, TU(5), 12, 0, CP_EC_WRONG_TYPE, "stats.1.sum_ns"},
+      {"sum_sq_ns negative", 7, TF(-1.0), 12, 0, CP_EC_BAD_VALUE, "stats.1.sum_sq_ns"},
+      {"coll 5", 0, TU(5), 12, 0, CP_EC_BAD_VALUE, "stats.1.coll"},
+      {"n_channels 65", 4, TU(65), 12, 0, CP_EC_BAD_VALUE, "stats.1.n_channels"},
+      {"untimed negative", 11, {.t = 'i', .i = -1}, 12, 0, CP_EC_BAD_VALUE, "stats.1.untimed"},
+      {"min above max", 8, TU(200000), 12, 0, CP_EC_BAD_VALUE, "stats.1.min_ns"},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    memcpy(bad, good, sizeof bad);
+    if (cases[c].cell >= 0) bad[cases[c].cell] = cases[c].val;
+    cp_error_code k = decode_rows(&sb, good, bad, cases[c].n_cells,
+                                  cases[c].whole ? &cases[c].val : NULL, &err, NULL);
+    CHECK(k == cases[c].kind && strcmp(err.field, cases[c].field) == 0,
+          "%s: %s at '%s' (%s), want %s at '%s'", cases[c].what, cp_error_code_name(k), err.field,
+          err.message, cp_error_code_name(cases[c].kind), cases[c].field);
+  }
+  /* Runs. */
+  struct {
+    const char* what;
+    tv items[52];
+    uint32_t n;
+    cp_error_code kind;
+    const char* field;
+  } runs[] = {
+      {"first only", {TU(16)}, 1, CP_EC_BAD_VALUE, "stats.1.hist"},
+      {"first 48", {TU(48), TU(1)}, 2, CP_EC_BAD_VALUE, "stats.1.hist"},
+      {"first 2^64-1", {TU(UINT64_MAX), TU(1)}, 2, CP_EC_BAD_VALUE, "stats.1.hist"},
+      {"first -1", {{.t = 'i', .i = -1}, TU(1)}, 2, CP_EC_BAD_VALUE, "stats.1.hist"},
+      {"first a float", {TF(16.0), TU(1)}, 2, CP_EC_WRONG_TYPE, "stats.1.hist"},
+      {"first a string", {{.t = 's'}, TU(1)}, 2, CP_EC_WRONG_TYPE, "stats.1.hist"},
+      {"past the end", {TU(46), TU(1), TU(1), TU(1)}, 4, CP_EC_BAD_VALUE, "stats.1.hist"},
+      {"count a float", {TU(16), TU(5), TF(7.0)}, 3, CP_EC_WRONG_TYPE, "stats.1.hist.17"},
+      {"count a string", {TU(16), {.t = 's'}}, 2, CP_EC_WRONG_TYPE, "stats.1.hist.16"},
+      {"count 2^32", {TU(16), TU(5), TU(1ull << 32)}, 3, CP_EC_BAD_VALUE, "stats.1.hist.17"},
+      {"count negative", {TU(16), {.t = 'i', .i = -5}}, 2, CP_EC_BAD_VALUE, "stats.1.hist.16"},
+      {"count 0 with a run", {TU(16), TU(5)}, 2, CP_EC_BAD_VALUE, "stats.1.count"},
+  };
+  for (size_t c = 0; c < sizeof runs / sizeof runs[0]; c++) {
+    memcpy(bad, good, sizeof bad);
+    bad[10] = (tv){.t = 'a', .items = runs[c].items, .n = runs[c].n};
+    if (strcmp(runs[c].what, "count 0 with a run") == 0) {
+      bad[5] = TU(0), bad[6] = TF(0.0), bad[7] = TF(0.0);
+    }
+    cp_error_code k = decode_rows(&sb, good, bad, 12, NULL, &err, NULL);
+    CHECK(k == runs[c].kind && strcmp(err.field, runs[c].field) == 0,
+          "run %s: %s at '%s' (%s), want %s at '%s'", runs[c].what, cp_error_code_name(k),
+          err.field, err.message, cp_error_code_name(runs[c].kind), runs[c].field);
+  }
+  /* Longer than 1 + HIST_BUCKETS: limit, whatever the values. */
+  tv longrun[50];
+  for (int i = 0; i < 50; i++) longrun[i] = TU(0);
+  memcpy(bad, good, sizeof bad);
+  bad[10] = (tv){.t = 'a', .items = longrun, .n = 50};
+  CHECK_INT_EQ(decode_rows(&sb, good, bad, 12, NULL, &err, NULL), CP_EC_LIMIT);
+  CHECK(strcmp(err.field, "stats.1.hist") == 0, "too long a run at '%s'", err.field);
+  /* The map form's 48 dense buckets are no run: read as [first, 47 counts] they pass the end. */
+  for (int i = 0; i < 48; i++) longrun[i] = TU(5);
+  bad[10] = (tv){.t = 'a', .items = longrun, .n = 48};
+  CHECK_INT_EQ(decode_rows(&sb, good, bad, 12, NULL, &err, NULL), CP_EC_BAD_VALUE);
+  msgpack_sbuffer_destroy(&sb);
+}
+
+/* A typical report: 100 stats of mixed sizes, each with 3-5 neighbouring non-zero buckets. */
+static void typical_snapshot(cp_msg* m, cp_msg_type type) {
+  uint64_t seed = 0xabcdef12345ull;
+  cp_msg_init(m, type);
+  m->u.measurements.comm = 0x0123456789abcdefull;
+  m->u.measurements.calls = 1234567;
+  m->u.measurements.dropped = 0;
+  m->u.measurements.n_stats = 100;
+  m->u.measurements.stats = calloc(100, sizeof(cp_wire_stat));
+  for (int i = 0; i < 100; i++) {
+    cp_wire_stat* s = &m->u.measurements.stats[i];
+    s->coll = i % CP_NUM_COLLS;
+    s->n_bytes = 1ull << (10 + (i / 5) % 21);
+    s->algo = (int)(rng_next(&seed) % 3);
+    s->proto = (int)(rng_next(&seed) % 3);
+    s->n_channels = 1 + (int)(rng_next(&seed) % 32);
+    const int lo = 12 + (int)(rng_next(&seed) % 12), width = 3 + (int)(rng_next(&seed) % 3);
+    uint64_t count = 0;
+    for (int b = lo; b < lo + width; b++) {
+      s->hist[b] = 1 + (uint32_t)(rng_next(&seed) % 3000);
+      count += s->hist[b];
+    }
+    s->count = count;
+    s->min_ns = 1ull << lo;
+    s->max_ns = (2ull << (lo + width - 1)) - 1;
+    const double mean = (double)(s->min_ns + s->max_ns) / 2.0;
+    s->sum_ns = mean * (double)count;
+    s->sum_sq_ns = mean * mean * (double)count * 1.1;
+    s->untimed = rng_next(&seed) % 2;
+  }
+}
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static double decode_us(const cp_buf* b, int iters) {
+  cp_msg d;
+  cp_decode_error err;
+  uint64_t t0 = now_ns();
+  for (int i = 0; i < iters; i++) {
+    if (cp_msg_decode(b->data, b->len, &d, &err) != CP_OK) return -1.0;
+    cp_msg_free(&d);
+  }
+  return (double)(now_ns() - t0) / 1e3 / iters;
+}
+
+static void test_packed_size(void) {
+  cp_msg mm, mp;
+  cp_decode_error err;
+  typical_snapshot(&mm, CP_MSG_MEASUREMENTS);
+  typical_snapshot(&mp, CP_MSG_MEASUREMENTS_PACKED);
+  cp_buf bm, bp;
+  cp_buf_init(&bm, 0);
+  cp_buf_init(&bp, 0);
+  CHECK(cp_msg_encode(&mm, &bm, &err) == CP_OK, "map: %s", err.message);
+  CHECK(cp_msg_encode(&mp, &bp, &err) == CP_OK, "packed: %s", err.message);
+  CHECK(bp.len * 100 <= bm.len * 40, "packed %zu bytes is at most 40%% of map %zu bytes", bp.len,
+        bm.len);
+  /* Printed, never asserted: timings depend on the machine and the sanitizers. */
+  const int iters = 300;
+  decode_us(&bm, 20);
+  decode_us(&bp, 20);
+  const double tm = decode_us(&bm, iters), tp = decode_us(&bp, iters);
+  printf("typical 100-stat report: map %zu bytes, packed %zu bytes (%.1f%%); decode %.1f us map, "
+         "%.1f us packed\n", bm.len, bp.len, 100.0 * (double)bp.len / (double)bm.len, tm, tp);
+  cp_buf_free(&bm);
+  cp_buf_free(&bp);
+  cp_msg_free(&mm);
+  cp_msg_free(&mp);
+}
+
 static void test_names(void) {
   for (int c = CP_EC_NONE + 1; c < CP_EC_COUNT; c++) {
     const char* nm = cp_error_code_name((cp_error_code)c);
@@ -657,5 +1142,8 @@ int main(void) {
   test_roundtrip_and_encoder_checks();
   test_handmade();
   test_hostile();
+  test_packed_roundtrip();
+  test_packed_rejections();
+  test_packed_size();
   TEST_RETURN();
 }
