@@ -56,6 +56,7 @@ typedef struct {
   cp_tuner_identity id;
   void* sock; /* this context's connection; I/O thread only */
   int hello_sent, welcomed, measure, plans;
+  int packed; /* packed_stats granted (with measure): reports go as MEASUREMENTS_PACKED */
   int report_ms, heartbeat_ms;
   uint64_t next_report_ns, next_heartbeat_ns, hb_seq, last_rx_ns;
   unsigned backoff;
@@ -170,9 +171,12 @@ static void io_send_hello(cp_io* io, cp_io_tuner* t) {
   cp_msg m;
   cp_msg_init(&m, CP_MSG_HELLO);
   cp_msg_hello* h = &m.u.hello;
-  h->n_features = 2;
+  /* packed_stats (1.1) is only offered: a 1.0 daemon grants what it knows and leaves it out, and
+   * then reports stay in the map form. */
+  h->n_features = 3;
   CP_STR_SET(h->features[0], "measure");
   CP_STR_SET(h->features[1], "plans");
+  CP_STR_SET(h->features[2], "packed_stats");
   CP_STR_SET(h->job, io->st->job_id);
   h->comm = t->id.comm_id;
   h->n_ranks = t->id.n_ranks >= 1 ? t->id.n_ranks : 1;
@@ -207,7 +211,9 @@ static void io_send_measurements(cp_io* io, cp_io_tuner* t) {
   uint64_t calls, hash;
   cp_tuner_seq_state(t->ctx, &calls, &hash);
   cp_msg m;
-  cp_msg_init(&m, CP_MSG_MEASUREMENTS);
+  /* One form per connection, fixed by its WELCOME (PROTOCOL.md: never mixed for a communicator).
+   * Both carry the same snapshot; the packed one is about a third of the bytes. */
+  cp_msg_init(&m, t->packed ? CP_MSG_MEASUREMENTS_PACKED : CP_MSG_MEASUREMENTS);
   m.u.measurements.comm = t->id.comm_id;
   m.u.measurements.calls = calls;
   m.u.measurements.dropped = cp_stats_dropped(t->stats);
@@ -289,11 +295,14 @@ static void io_handle(cp_io* io, cp_io_tuner* t, const cp_msg* m) {
       case CP_MSG_WELCOME: {
         const cp_msg_welcome* w = &m->u.welcome;
         t->welcomed = 1;
-        t->measure = t->plans = 0;
+        t->measure = t->plans = t->packed = 0;
         for (uint32_t f = 0; f < w->n_features; f++) {
           if (strcmp(w->features[f].data, "measure") == 0) t->measure = 1;
           if (strcmp(w->features[f].data, "plans") == 0) t->plans = 1;
+          if (strcmp(w->features[f].data, "packed_stats") == 0) t->packed = 1;
         }
+        /* packed_stats only changes how measure's reports travel; alone it grants nothing. */
+        if (!t->measure) t->packed = 0;
         t->heartbeat_ms = w->heartbeat_ms;
         t->report_ms = w->report_ms;
         t->next_report_ns = cp_now_ns() + (uint64_t)w->report_ms * 1000000ull;
@@ -301,9 +310,10 @@ static void io_handle(cp_io* io, cp_io_tuner* t, const cp_msg* m) {
         cp_tuner_set_welcomed(t->ctx, 1);
         for (size_t k = 0; k < t->n_keys; k++) io_send_key(io, t, &t->keys[k]);
         cp_log(io->proc, CP_LOG_INFO, CP_LOG_SUBSYS_TUNING,
-               "communicator %016llx registered with the daemon (session %llu, features:%s%s)",
+               "communicator %016llx registered with the daemon (session %llu, features:%s%s%s)",
                (unsigned long long)comm, (unsigned long long)w->session,
-               t->measure ? " measure" : "", t->plans ? " plans" : "");
+               t->measure ? " measure" : "", t->plans ? " plans" : "",
+               t->packed ? " packed_stats" : "");
         break;
       }
       case CP_MSG_PREPARE: {

@@ -1,7 +1,8 @@
 /* The daemon I/O thread against a fake daemon (a ROUTER socket in this test speaking the
  * protocol): bounded connect wait without a daemon, HELLO / WELCOME / KEY_REPORT / PREPARE / ACK /
- * COMMIT, malformed frames counted and dropped, reconnection after the daemon comes back, and
- * every thread joined after the last context is destroyed. */
+ * COMMIT, MEASUREMENTS in the form the WELCOME chose (map, or packed once packed_stats is granted),
+ * malformed frames counted and dropped, reconnection after the daemon comes back, and every
+ * thread joined after the last context is destroyed. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <pthread.h>
@@ -206,6 +207,10 @@ int main(void) {
   CHECK_INT_EQ(m.u.hello.tuner_abi, 6);
   CHECK(m.u.hello.has_profiler_abi && m.u.hello.profiler_abi == 5, "profiler ABI joined by comm");
   CHECK_INT_EQ(m.u.hello.pid, getpid());
+  int offers_packed = 0;
+  for (uint32_t f = 0; f < m.u.hello.n_features; f++)
+    offers_packed |= strcmp(m.u.hello.features[f].data, "packed_stats") == 0;
+  CHECK(offers_packed, "HELLO offers packed_stats");
   cp_msg_free(&m);
 
   cp_msg w;
@@ -273,10 +278,14 @@ int main(void) {
   CHECK(fd_expect(&d, CP_MSG_ERROR, 3000, 1, &m), "ERROR for an unknown plan");
   CHECK_INT_EQ(m.u.error.code, CP_EC_STATE);
   cp_msg_free(&m);
+  /* This daemon (like a 1.0 one) did not grant packed_stats: reports keep the map form. */
   CHECK(fd_expect(&d, CP_MSG_MEASUREMENTS, 3000, 1, &m), "MEASUREMENTS every report_ms");
   CHECK(m.u.measurements.comm == COMM, "for the communicator");
   CHECK(m.u.measurements.n_stats == 1 && m.u.measurements.stats[0].untimed == 1,
         "the profiler's statistics: %u slot(s)", m.u.measurements.n_stats);
+  cp_wire_stat map_stat;
+  memset(&map_stat, 0, sizeof map_stat);
+  if (m.u.measurements.n_stats == 1) map_stat = m.u.measurements.stats[0];
   cp_msg_free(&m);
   while (cp_tuner_call_count(ctx) < 8) CHECK_INT_EQ(call(ctx, 65536), -1);
   CHECK_INT_EQ(call(ctx, 65536), CP_ALGO_RING); /* call index 8 */
@@ -305,10 +314,30 @@ int main(void) {
   }
   CHECK(cnt.reconnects >= 1, "reconnected %llu time(s)", (unsigned long long)cnt.reconnects);
   CHECK(cnt.hellos_sent >= 2, "HELLO sent %llu times", (unsigned long long)cnt.hellos_sent);
-  /* Known keys are reported again after the new WELCOME. */
+  /* Known keys are reported again after the new WELCOME. This daemon grants packed_stats. */
+  w.u.welcome.n_features = 3;
+  CP_STR_SET(w.u.welcome.features[2], "packed_stats");
   fd_send(&d, &w);
   CHECK(fd_expect(&d, CP_MSG_KEY_REPORT, 3000, 1, &m), "keys re-sent after re-registration");
   cp_msg_free(&m);
+  CHECK(fd_expect(&d, CP_MSG_MEASUREMENTS_PACKED, 3000, 1, &m),
+        "MEASUREMENTS_PACKED once packed_stats is granted");
+  CHECK(m.u.measurements.comm == COMM && m.u.measurements.n_stats == 1,
+        "packed report of the communicator: %u slot(s)", m.u.measurements.n_stats);
+  if (m.u.measurements.n_stats == 1) {
+    const cp_wire_stat* ps = &m.u.measurements.stats[0];
+    /* No new samples since the map-form report: the same cumulative slot, in the other form. */
+    CHECK(ps->coll == map_stat.coll && ps->n_bytes == map_stat.n_bytes &&
+              ps->algo == map_stat.algo && ps->count == map_stat.count &&
+              ps->untimed == map_stat.untimed &&
+              memcmp(ps->hist, map_stat.hist, sizeof ps->hist) == 0,
+          "packed and map reports carry the same slot");
+  }
+  cp_msg_free(&m);
+  /* Never both forms on one connection: no map-form report follows. */
+  const int mixed = fd_expect(&d, CP_MSG_MEASUREMENTS, 400, 1, &m);
+  CHECK(!mixed, "no MEASUREMENTS once packed_stats is granted");
+  if (mixed) cp_msg_free(&m);
 
   cp_tuner_comm_destroy(ctx);
   cp_prof_comm_destroy(prof);
