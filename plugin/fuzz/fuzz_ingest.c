@@ -3,7 +3,7 @@
  * seeded with proto/vectors/.
  *
  * The oracle is the plugin's full decoder: cpi_decode_measurements must accept exactly the frames
- * cp_msg_decode accepts as MEASUREMENTS, with the same values, and must not send a canonical
+ * cp_msg_decode accepts as MEASUREMENTS or MEASUREMENTS_PACKED, with the same values, and must not send a canonical
  * encoding to the slow path. Accepted reports then go through an aggregate as several senders,
  * so the sanitizers see the tables grow, fill and drain. A broken promise aborts.
  */
@@ -87,7 +87,9 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   cp_decode_error err;
   const cp_result rc = cp_msg_decode(data, size, &m, &err);
   if (rc == CP_ERR_NOMEM) return 0;
-  const int ok = rc == CP_OK && m.type == CP_MSG_MEASUREMENTS;
+  /* Both report types: the fast path reads maps and packed rows alike. */
+  const int ok = rc == CP_OK &&
+                 (m.type == CP_MSG_MEASUREMENTS || m.type == CP_MSG_MEASUREMENTS_PACKED);
   if (r != ok) fail(r ? "ingest accepted what cp_msg_decode refuses" : "ingest refused a valid "
                     "MEASUREMENTS", rc == CP_OK ? cp_msg_type_name(m.type) : err.message);
   if (ok) {
