@@ -56,6 +56,8 @@ from cclpilot.proto.messages import (
     HIST_BUCKETS,
     KeyReport,
     Measurements,
+    MeasurementsPacked,
+    PackedStat,
     Stat,
     Welcome,
 )
@@ -478,7 +480,7 @@ def python_view(data: bytes) -> tuple[tuple[int, int, int, int], list[tuple[Any,
         msg = decode(data)
     except ProtocolError:
         return None
-    if not isinstance(msg, Measurements):
+    if not isinstance(msg, (Measurements, MeasurementsPacked)):
         return None
     st = _new_state(1)
     reg = _reg(0)
@@ -495,7 +497,8 @@ def python_view(data: bytes) -> tuple[tuple[int, int, int, int], list[tuple[Any,
 def test_golden_vectors(native: NativeIngest, entry: dict[str, str]) -> None:
     data = (VECTORS / entry["file"]).read_bytes()
     nat, py = native_view(native, data), python_view(data)
-    is_meas = entry in MANIFEST["valid"] and entry["type"] == "MEASUREMENTS"
+    is_meas = entry in MANIFEST["valid"] and entry["type"] in ("MEASUREMENTS",
+                                                               "MEASUREMENTS_PACKED")
     assert (nat is not None) == is_meas
     assert nat == py
     if is_meas:
@@ -591,6 +594,62 @@ def test_mutated_frames_decode_alike(native: NativeIngest) -> None:
         outcomes["both_accept" if nat is not None else "both_reject"] += 1
     # Both outcomes are well represented, so neither direction is tested vacuously.
     assert outcomes["both_accept"] > 300 and outcomes["both_reject"] > 1000, outcomes
+
+
+def _packed(obj: dict[str, Any]) -> bytes:
+    msg = Measurements.model_validate(obj)
+    return encode(MeasurementsPacked(comm=msg.comm, calls=msg.calls, dropped=msg.dropped,
+                                     stats=[PackedStat.from_stat(s) for s in msg.stats]))
+
+
+def _mutate_row(rng: random.Random, data: bytes) -> bytes:
+    """A packed report with one PackedStat element (or its run) replaced or the row resized."""
+    m = msgpack.unpackb(data, raw=False)
+    if not m["stats"]:
+        m["dropped"] = rng.choice(_BAD_VALUES)
+        return bytes(msgpack.packb(m, use_bin_type=True))
+    row = rng.choice(m["stats"])
+    op = rng.random()
+    if op < 0.15:
+        del row[rng.randrange(len(row))]
+    elif op < 0.25:
+        row.append(rng.choice([0, 1, []]))
+    elif op < 0.6:
+        run = row[10]
+        choices: list[Any] = [[], [0], [47, 1], [46, 1, 1, 1], [0] + [1] * 48, [0] + [1] * 49,
+                              [48, 1], [-1, 1], [3, 0, 5, 0], [3, 1.0], [3, 2**32], {}, 5,
+                              run[:1], run + [0], [run[0] - 1, 0, *run[1:]] if run else [1, 1]]
+        row[10] = rng.choice(choices)
+    else:
+        row[rng.randrange(len(row))] = rng.choice(_BAD_VALUES)
+    return bytes(msgpack.packb(m, use_bin_type=True))
+
+
+def test_mutated_packed_frames_decode_alike(native: NativeIngest) -> None:
+    rng = random.Random(777)
+    outcomes = {"both_accept": 0, "both_reject": 0, "u64_overflow": 0}
+    for i in range(2500):
+        data = _packed(_random_report(rng))
+        data = _mutate_bytes(rng, data) if i % 2 else _mutate_row(rng, data)
+        nat, py = native_view(native, data), python_view(data)
+        if nat is not None and py is not None and any(
+                row[5] > U64_MAX or row[10] > U64_MAX for row in py[1]):
+            assert nat[0] == py[0], (i, data.hex())
+            outcomes["u64_overflow"] += 1
+            continue
+        assert nat == py, (i, data.hex())
+        outcomes["both_accept" if nat is not None else "both_reject"] += 1
+    assert outcomes["both_accept"] > 300 and outcomes["both_reject"] > 1000, outcomes
+
+
+def test_packed_and_map_reports_absorb_alike(native: NativeIngest) -> None:
+    rng = random.Random(99)
+    for _ in range(200):
+        obj = _random_report(rng)
+        plain, packed = native_view(native, encode(Measurements.model_validate(obj))), \
+            native_view(native, _packed(obj))
+        assert plain is not None and plain == packed
+        assert native.decode(_packed(obj)) is not None
 
 
 # ---- layout and exports ---------------------------------------------------------------------------

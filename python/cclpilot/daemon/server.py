@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgpack  # type: ignore[import-untyped]  # ships no type information
 import zmq
 
 from cclpilot.daemon.artifacts import RunArtifacts
@@ -109,6 +110,7 @@ def _measurement_owner(frames: list[bytes]) -> tuple[bytes, bytes] | None:
 
 
 _NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE_NOBLOCK = int(zmq.SNDMORE) | _NOBLOCK
 _RCVMORE = int(zmq.RCVMORE)
 
 # Longest stretch of queued reports handled before the socket is read again.
@@ -122,6 +124,42 @@ _PEER_CHECK_S = 0.05
 # (key, arm) rows all communicators' tells may carry per ask interval (50,000 a second at the
 # default 100 ms: about a twentieth of a core).
 _TELL_ROWS_PER_INTERVAL = 5_000
+
+
+_HB_HEAD = b"\x83\xa1t\xa9HEARTBEAT\xa3seq"
+_HB_TIME = b"\xa7time_ns"
+
+
+def _uint_end(data: bytes, at: int) -> int:
+    """End offset of the msgpack unsigned integer starting at `at` (any valid width), or -1."""
+    if at >= len(data):
+        return -1
+    kind = data[at]
+    if kind < 0x80:
+        return at + 1
+    size = _UINT_LEN.get(kind, 0)
+    return at + size if size and at + size <= len(data) else -1
+
+
+def heartbeat_frame(seq: int, time_ns: int) -> bytes:
+    """The canonical encoding of HEARTBEAT(seq, time_ns), without building a model: the
+    daemon sends one per connected process per heartbeat period. Both are u64 by construction
+    (a counter and a monotonic clock)."""
+    out: bytes = msgpack.packb({"t": "HEARTBEAT", "seq": seq, "time_ns": time_ns})
+    return out
+
+
+def is_plain_heartbeat(data: bytes) -> bool:
+    """True only for a valid HEARTBEAT in the field order every encoder uses: a map of exactly
+    t, seq and time_ns holding unsigned integers and nothing after them. Each plugin process
+    sends one a second; anything else (other orders, signed or invalid values) takes the exact
+    path, which names the error."""
+    if not data.startswith(_HB_HEAD):
+        return False
+    end = _uint_end(data, len(_HB_HEAD))
+    if end < 0 or data[end:end + len(_HB_TIME)] != _HB_TIME:
+        return False
+    return _uint_end(data, end + len(_HB_TIME)) == len(data)
 
 
 def _urgent(frames: list[bytes]) -> bool:
@@ -527,8 +565,8 @@ class Daemon:
             if now - peer.last_hb_sent >= hb:
                 peer.hb_seq += 1
                 peer.last_hb_sent = now
-                self._send(peer.identity, Heartbeat(seq=peer.hb_seq,
-                                                    time_ns=time.monotonic_ns()))
+                self._send_bytes(peer.identity, heartbeat_frame(peer.hb_seq,
+                                                                time.monotonic_ns()))
             if not peer.absent and now - peer.last_seen > 3 * hb:
                 peer.absent = True
                 for comm in peer.regs:
@@ -568,8 +606,14 @@ class Daemon:
     # ---- sending ----------------------------------------------------------------------------
 
     def _send(self, identity: bytes, msg: Message) -> None:
+        self._send_bytes(identity, encode(msg))
+
+    def _send_bytes(self, identity: bytes, data: bytes) -> None:
+        # Two sends with plain-int flags rather than send_multipart: pyzmq converts its flag
+        # enums on every call, which at thousands of messages a second is most of the cost.
         try:
-            self._sock.send_multipart([identity, encode(msg)], zmq.NOBLOCK)
+            self._sock.send(identity, _SNDMORE_NOBLOCK)
+            self._sock.send(data, _NOBLOCK)
             self.stats.sent += 1
         except zmq.Again:
             self.stats.send_dropped += 1
@@ -597,6 +641,10 @@ class Daemon:
                             "message is exactly one frame", None, None)
             return
         identity, data = frames
+        if not report and is_plain_heartbeat(data):
+            self.stats.by_type["HEARTBEAT"] += 1
+            self._touch(identity)
+            return
         tag: str | None = None
         ingest = self._ingest
         if ingest is not None:
@@ -1008,11 +1056,7 @@ class Daemon:
         for slot, reg in st.slots.items():
             if only_missing and slot in rnd.acks:
                 continue
-            try:
-                self._sock.send_multipart([reg.identity, data], zmq.NOBLOCK)
-                self.stats.sent += 1
-            except zmq.ZMQError:
-                self.stats.send_dropped += 1
+            self._send_bytes(reg.identity, data)
 
     # ---- brain worker -----------------------------------------------------------------------
 
