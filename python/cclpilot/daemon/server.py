@@ -121,9 +121,18 @@ STATS_SCHEMA = "cclpilot.daemon-stats/1"
 
 # Heartbeats, absence and stale connections are checked this often.
 _PEER_CHECK_S = 0.05
-# (key, arm) rows all communicators' tells may carry per ask interval (50,000 a second at the
-# default 100 ms: about a twentieth of a core).
-_TELL_ROWS_PER_INTERVAL = 5_000
+# (key, arm) rows all communicators' tells may carry per ask interval: 10,000 a second at the
+# default 100 ms. A told row costs about 1 us to take and more in the brain thread, which shares
+# the loop's core and GIL; at 50,000 a second tells and summaries took a fifth of the core at
+# 1,024 ranks, and plan answers queued behind them.
+_TELL_ROWS_PER_INTERVAL = 1_000
+# Rows a second all communicators' measurement summaries may write to the artifacts; past it the
+# summary interval grows beyond --summary-ms (no sample is lost, lines just cover more time).
+_SUMMARY_ROWS_PER_S = 10_000
+# Communicator timers (tells, summaries) are looked at this often: nothing in them needs a finer
+# grain than the ask interval, and scanning every communicator on every loop pass (hundreds a
+# second under load) cost more than the work it found.
+_COMM_CHECK_S = 0.01
 
 
 _HB_HEAD = b"\x83\xa1t\xa9HEARTBEAT\xa3seq"
@@ -325,6 +334,8 @@ class Daemon:
         self._next_peer_check = 0.0
         self._rr_next = 0   # where the next pass of communicator timers starts
         self._tell_every = config.ask_interval_ms / 1000.0
+        self._summary_every = config.summary_ms / 1000.0
+        self._next_comm_check = 0.0
         self._dump_requested = False
         self._dumps = 0
         self._in_round: dict[int, CommState] = {}   # communicators with a plan round in flight
@@ -525,18 +536,23 @@ class Daemon:
             # wait longer; none is lost); a job of a few communicators never notices.
             self._tell_every = self.config.ask_interval_ms / 1000.0 * max(
                 1.0, rows / _TELL_ROWS_PER_INTERVAL)
-        ask_every = self._tell_every
-        comms = list(self.comms.values())
+            self._summary_every = max(self.config.summary_ms / 1000.0,
+                                      rows / _SUMMARY_ROWS_PER_S)
         for st in list(self._in_round.values()):
             try:
                 self._round_timers(st, now)
             except Exception:  # one communicator's failure must not stop the others' plans
                 self.stats.internal_errors += 1
                 log.exception("comm %016x: plan round timer failed", st.comm)
+        if now < self._next_comm_check:
+            return
+        self._next_comm_check = now + _COMM_CHECK_S
         # Brain hand-offs and summaries fall due together for communicators that registered
         # together; done all at once they stalled the loop for a hundred milliseconds and more
         # (ACKs waiting meanwhile). So they get a slice per pass, round-robin; what does not fit
         # is done on the next pass, a few milliseconds later.
+        ask_every = self._tell_every
+        comms = list(self.comms.values())
         n = len(comms)
         deadline = time.monotonic() + _SLICE_S
         start = self._rr_next % n if n else 0
@@ -588,14 +604,15 @@ class Daemon:
                 self._send_prepare(st, rnd, only_missing=True)
 
     def _comm_timers(self, st: CommState, now: float, ask_every: float) -> None:
-        # New keys and plan outcomes go to the brain at once, and so do new samples while the
-        # loop has time to spare. Under load samples wait for the ask interval (accumulating
-        # meanwhile), which bounds the per-(key, arm) work per second at any report rate.
+        # New keys and plan outcomes go to the brain at once; samples wait for the ask
+        # interval, accumulating meanwhile, which bounds the per-(key, arm) work per second at
+        # any report rate. (Telling samples "whenever the loop had time to spare" made tells
+        # expand to fill the core, and the brain thread's share of the GIL with them: ACKs
+        # then waited behind tells that nobody needed sooner than the interval.)
         if st.info is not None and not st.brain_busy and (
-                st.pending_keys or st.pending_outcomes or now - st.last_ask >= ask_every
-                or (not self.loaded and st.has_pending())):
+                st.pending_keys or st.pending_outcomes or now - st.last_ask >= ask_every):
             self._submit(st, now)
-        if now - st.last_summary >= self.config.summary_ms / 1000.0:
+        if now - st.last_summary >= self._summary_every:
             self._write_summary(st, now)
 
     def _write_summary(self, st: CommState, now: float) -> None:
