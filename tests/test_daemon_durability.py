@@ -162,3 +162,38 @@ def test_quiet_connections_without_registrations_are_forgotten(tmp_path: Path) -
         assert set(d.peers) == {b"recent", b"registered"}
     finally:
         d._shutdown()
+
+
+def test_decisions_leave_only_after_one_fsync_covers_them(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # Group commit: every decision of a loop phase is written at once, one fsync makes them all
+    # durable, and only then does any COMMIT or ABORT leave (a restarted daemon must be able
+    # to stand by each one).
+    from cclpilot.daemon.server import Daemon, DaemonConfig
+
+    d = Daemon(DaemonConfig(run_dir=tmp_path / "run", ipc_dir=tmp_path / "ipc"))  # not started
+    events: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(d, "_send_bytes", lambda ident, data: events.append(f"send {ident!r}"))
+    try:
+        for plan in range(1, 6):
+            dec = d.journal.decide("job", COMM, plan, plan % 2 == 1, 100 * plan, "test")
+            d._send_decision(b"r%d" % plan, COMM, plan, dec.committed, dec.activate_at,
+                             dec.reason)
+        assert events == []                       # nothing left before the sync
+        assert d.journal.unsynced
+        d._flush_outbox()
+        assert events == ["fsync"] + [f"send {b'r%d' % p!r}" for p in range(1, 6)]
+        assert not d.journal.unsynced
+        d._flush_outbox()                         # nothing queued: no fsync, no send
+        assert events.count("fsync") == 1
+        # An answer from the journal (an earlier phase's decision) also waits for a flush.
+        d._send_decision(b"late", COMM, 1, True, 100, "test")
+        assert events[-1] != "send b'late'"
+        d._flush_outbox()
+        assert events[-1] == "send b'late'" and events.count("fsync") == 1  # already durable
+    finally:
+        d._shutdown()
+    again = Journal(tmp_path / "run" / "decisions.jsonl", fsync=False)
+    assert sorted(p for (_, p) in again.decisions) == [1, 2, 3, 4, 5]

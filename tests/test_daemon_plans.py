@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -277,3 +278,36 @@ def test_restart_answers_identically(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert isinstance(q.recv(), Abort)
     finally:
         dp3.stop()
+
+
+def test_first_plan_waits_for_the_call_rate(daemon: Daemon) -> None:
+    # Without a measured rate the activation point could only be min_lead_calls (32) ahead,
+    # and a job making thousands of calls a second passes that before the PREPARE arrives.
+    rate = 4000.0
+    peers = register(daemon.endpoint, 2)
+    t0 = time.monotonic()
+    prep: Prepare | None = None
+    calls = 0
+    while prep is None and time.monotonic() - t0 < 5.0:
+        calls = int(rate * (time.monotonic() - t0))
+        for p in peers:
+            p.send(Measurements(comm=COMM, calls=calls, dropped=0, stats=[]))
+        try:
+            m = peers[0].recv(timeout=0.05)
+        except TimeoutError:
+            continue
+        if isinstance(m, Prepare):
+            prep = m
+    assert prep is not None, "no PREPARE within 5 s"
+    calls_now = int(rate * (time.monotonic() - t0))
+    # Two round trips plus the 200 ms margin at the measured rate: hundreds of calls ahead.
+    assert prep.activate_at >= calls_now + 0.1 * rate, (prep.activate_at, calls_now)
+
+
+def test_first_plan_of_a_silent_job_comes_after_the_grace(daemon: Daemon) -> None:
+    t0 = time.monotonic()
+    peers = register(daemon.endpoint, 2)
+    prep = get_prepares(peers)[0]
+    grace = 3 * daemon.config.report_ms / 1000.0
+    assert time.monotonic() - t0 >= grace
+    assert prep.activate_at == daemon.config.min_lead_calls

@@ -3,7 +3,9 @@
 A rank that reached a plan's activation point waits, asking again with its ACK, until it learns
 the decision. If the daemon dies between deciding and sending, or after sending to some ranks
 only, the restarted daemon must give every rank the same answer, so a decision is on disk before
-the first COMMIT or ABORT leaves. PREPAREs are journaled too (before they are sent), so that a
+the first COMMIT or ABORT leaves. Records are written at once and made durable by sync(): the
+daemon holds every message that depends on a record until the next sync() (group commit, one
+fsync for all the decisions of a loop phase; see Daemon._flush_outbox). PREPAREs are journaled too (before they are sent), so that a
 restarted daemon never reuses a plan id, and so that a plan that was prepared but never decided
 is aborted on restart: no rank can have received its COMMIT, because that would be on disk.
 
@@ -48,6 +50,7 @@ class Journal:
         self.max_plan: dict[int, int] = {}
         self._load()
         self._file: IO[str] = open(path, "a", encoding="utf-8")
+        self._unsynced = False
 
     def _load(self) -> None:
         if not self.path.exists():
@@ -86,13 +89,27 @@ class Journal:
                     comm, plan, event == "commit", activate_at, str(rec.get("reason", ""))))
 
     def close(self) -> None:
+        self.sync()
         self._file.close()
 
     def _append(self, rec: dict[str, object]) -> None:
+        # Flushed to the OS at once (a crash of the daemon alone loses nothing written); on disk
+        # at the next sync(), before any message that depends on it is sent.
         self._file.write(json.dumps(rec, separators=(",", ":")) + "\n")
         self._file.flush()
-        if self.fsync:
-            os.fsync(self._file.fileno())
+        self._unsynced = True
+
+    @property
+    def unsynced(self) -> bool:
+        """Records were written since the last sync()."""
+        return self._unsynced
+
+    def sync(self) -> None:
+        """Makes every record written so far durable (one fsync, skipped when there is none)."""
+        if self._unsynced:
+            if self.fsync:
+                os.fsync(self._file.fileno())
+            self._unsynced = False
 
     def next_plan_id(self, comm: int) -> int:
         return self.max_plan.get(comm, 0) + 1
@@ -111,7 +128,8 @@ class Journal:
 
     def decide(self, job: str, comm: int, plan: int, committed: bool, activate_at: int,
                reason: str) -> Decision:
-        """Durably records a decision and returns it; a plan decided before keeps its decision."""
+        """Records a decision (durable at the next sync()) and returns it; a plan decided before
+        keeps its decision."""
         known = self.decisions.get((comm, plan))
         if known is not None:
             return known
@@ -139,4 +157,5 @@ class Journal:
         for (comm, plan), (job, activate_at) in orphans:
             self.decide(job, comm, plan, False, activate_at,
                         "daemon restarted before deciding this plan")
+        self.sync()
         return len(orphans)

@@ -86,6 +86,7 @@ class CommState:
     rate: float = 0.0                       # calls per second (EWMA over report intervals)
     rate_anchor: tuple[int, float] = (0, 0.0)  # (max_calls, time) where the current interval began
     rtt_max: float = 0.0                    # slowest ACK round trip seen, seconds
+    complete_at: float = 0.0                # monotonic time the last rank registered
     seq_seen: dict[int, tuple[int, SlotKey]] = field(default_factory=dict)
     brain_busy: bool = False
     last_ask: float = 0.0

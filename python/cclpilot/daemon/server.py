@@ -42,7 +42,7 @@ from cclpilot.daemon.plans import (
     evaluate,
     timeout_verdict,
 )
-from cclpilot.daemon.registry import CommState, Peer, RankReg, SlotKey
+from cclpilot.daemon.registry import RATE_WINDOW_S, CommState, Peer, RankReg, SlotKey
 from cclpilot.daemon.security import (
     CurveKeys,
     check_private_dir,
@@ -112,6 +112,8 @@ def _measurement_owner(frames: list[bytes]) -> tuple[bytes, bytes] | None:
 _NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE_NOBLOCK = int(zmq.SNDMORE) | _NOBLOCK
 _RCVMORE = int(zmq.RCVMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 
 # Longest stretch of queued reports handled before the socket is read again.
 _SLICE_S = 0.005
@@ -169,6 +171,13 @@ def is_plain_heartbeat(data: bytes) -> bool:
     if end < 0 or data[end:end + len(_HB_TIME)] != _HB_TIME:
         return False
     return _uint_end(data, end + len(_HB_TIME)) == len(data)
+
+
+def _decision_frame(comm: int, plan: int, committed: bool, activate_at: int, reason: str
+                    ) -> bytes:
+    if committed:
+        return encode(Commit(comm=comm, plan=plan, activate_at=activate_at))
+    return encode(Abort(comm=comm, plan=plan, reason=reason[:1000] or "aborted"))
 
 
 def _urgent(frames: list[bytes]) -> bool:
@@ -308,6 +317,7 @@ class Daemon:
         self._sock.setsockopt(zmq.RCVHWM, 100_000)
         self._bind()
         self.journal = Journal(self.run_dir / "decisions.jsonl", fsync=config.fsync)
+        self._outbox: list[tuple[bytes, bytes]] = []
         orphans = self.journal.abort_orphans()
         if orphans:
             log.warning("journal: aborted %d plan(s) prepared before a restart and never decided",
@@ -335,13 +345,12 @@ class Daemon:
         self._rr_next = 0   # where the next pass of communicator timers starts
         self._tell_every = config.ask_interval_ms / 1000.0
         self._summary_every = config.summary_ms / 1000.0
+        self._rate_grace_s = 3 * config.report_ms / 1000.0 + RATE_WINDOW_S
         self._next_comm_check = 0.0
         self._dump_requested = False
         self._dumps = 0
         self._in_round: dict[int, CommState] = {}   # communicators with a plan round in flight
         # Whether handling messages took more than half of the last second (see _comm_timers).
-        self.loaded = False
-        self._load_mark = (time.monotonic(), 0.0)  # (when, receive + reports seconds by then)
         self.stats.ingest = "native" if self._ingest is not None else "python"
         self._write_env()
 
@@ -437,6 +446,7 @@ class Daemon:
                 self.artifacts.brain_snapshot(st.job, comm, snap)
         try:
             self._drain_backlog(None)  # reports received before the stop still count
+            self._flush_outbox()
         except Exception:
             log.exception("handling the last queued reports failed")
         for st in self.comms.values():
@@ -461,40 +471,23 @@ class Daemon:
             while not self._stop.is_set():
                 # Receiving is cheap and handling reports is not: read everything that arrived
                 # (answering HELLOs and ACKs on the spot), then handle queued reports for at most
-                # a slice of time before looking at the socket again. A backlog of reports thus
-                # never delays a plan answer by more than a slice.
+                # a slice of time; the socket is read again between every two phases of the
+                # pass, so a plan answer waits for at most one phase, not a whole pass.
                 loop = self.stats.loop_s
                 if poller.poll(0 if self._backlog else 10):
-                    t0 = time.monotonic()
-                    deadline = t0 + _SLICE_S
-                    n = 0
-                    recv, more = self._sock.recv, self._sock.getsockopt
-                    while True:  # bounded in time, so timers and reports still run under flood
-                        # recv_multipart by hand, with plain-int flags: pyzmq's converts its
-                        # enums on every call, a third of its cost at ten thousand a second.
-                        try:
-                            frames = [recv(_NOBLOCK)]
-                        except zmq.Again:
-                            break
-                        while more(_RCVMORE):
-                            frames.append(recv(_NOBLOCK))
-                        self._enqueue(frames)
-                        n += 1
-                        if n % 64 == 0 and time.monotonic() >= deadline:
-                            break
-                    loop["receive"] += time.monotonic() - t0
+                    self._receive()
                 if self._backlog:
                     t0 = time.monotonic()
                     self._drain_backlog(t0 + _SLICE_S)
                     loop["reports"] += time.monotonic() - t0
+                    self._receive_if_ready()
                 now = time.monotonic()
-                since, busy_then = self._load_mark
-                if now - since >= 1.0:
-                    busy = loop["receive"] + loop["reports"]
-                    self.loaded = busy - busy_then > 0.5 * (now - since)
-                    self._load_mark = (now, busy)
                 self._drain_results(now)
-                self._timers(now)
+                self._flush_outbox()  # PREPAREs of the plans just started
+                self._receive_if_ready()
+                t0 = time.monotonic()
+                self._timers(t0)
+                self._flush_outbox()  # rounds timed out, PREPAREs re-sent
                 loop["timers"] += time.monotonic() - now
                 if self._dump_requested:
                     self._dump_requested = False
@@ -504,6 +497,34 @@ class Daemon:
             raise
         finally:
             self._shutdown()
+
+    def _receive_if_ready(self) -> None:
+        events = self._sock.getsockopt(_EVENTS)
+        if isinstance(events, int) and events & _POLLIN:
+            self._receive()
+
+    def _receive(self) -> None:
+        """Reads what arrived, for at most a slice: HELLOs and ACKs are answered now (and the
+        decisions they complete sent, after one journal sync), everything else is queued."""
+        t0 = time.monotonic()
+        deadline = t0 + _SLICE_S
+        n = 0
+        recv, more = self._sock.recv, self._sock.getsockopt
+        while True:  # bounded in time, so timers and reports still run under flood
+            # recv_multipart by hand, with plain-int flags: pyzmq's converts its enums on every
+            # call, a third of its cost at ten thousand a second.
+            try:
+                frames = [recv(_NOBLOCK)]
+            except zmq.Again:
+                break
+            while more(_RCVMORE):
+                frames.append(recv(_NOBLOCK))
+            self._enqueue(frames)
+            n += 1
+            if n % 64 == 0 and time.monotonic() >= deadline:
+                break
+        self._flush_outbox()  # decisions taken on ACKs just received
+        self.stats.loop_s["receive"] += time.monotonic() - t0
 
     def request_stats_dump(self) -> None:
         """Asks the loop to write RUN_DIR/stats.json at its next turn (safe from a signal
@@ -736,6 +757,7 @@ class Daemon:
         for frames in batch:
             self._enqueue(frames)
         self._drain_backlog(None)
+        self._flush_outbox()
 
     def _enqueue(self, frames: list[bytes]) -> None:
         """Answers plan ACKs and registrations at once (behind a backlog of reports an ACK
@@ -864,6 +886,7 @@ class Daemon:
             session=self._session, heartbeat_ms=self.config.heartbeat_ms,
             report_ms=self.config.report_ms))
         if st.complete and st.info is None:
+            st.complete_at = time.monotonic()
             st.info = CommInfo(job=st.job, comm=st.comm, n_ranks=st.n_ranks, n_nodes=st.n_nodes,
                                hosts=tuple(sorted({r.host for r in st.slots.values()})),
                                nccl_version=st.nccl_version, session=self._session)
@@ -966,10 +989,23 @@ class Daemon:
 
     def _send_decision(self, identity: bytes, comm: int, plan: int, committed: bool,
                        activate_at: int, reason: str) -> None:
-        if committed:
-            self._send(identity, Commit(comm=comm, plan=plan, activate_at=activate_at))
-        else:
-            self._send(identity, Abort(comm=comm, plan=plan, reason=reason[:1000] or "aborted"))
+        self._send_durable(identity, _decision_frame(comm, plan, committed, activate_at, reason))
+
+    def _send_durable(self, identity: bytes, data: bytes) -> None:
+        """Sends after the journal's next sync: PREPARE, COMMIT and ABORT, which a restarted
+        daemon must be able to stand by. (Every one of them waits, not only those of records
+        written since the last sync: a decision read from the journal may be from this phase.)"""
+        self._outbox.append((identity, data))
+
+    def _flush_outbox(self) -> None:
+        """Group commit: one fsync makes every record of this phase durable, then the messages
+        that depend on them go out. Called after each loop phase that can decide or prepare."""
+        if not self._outbox:
+            return
+        self.journal.sync()
+        out, self._outbox = self._outbox, []
+        for identity, data in out:
+            self._send_bytes(identity, data)
 
     def _decide(self, st: CommState, verdict: Verdict) -> None:
         rnd = st.round
@@ -984,9 +1020,9 @@ class Daemon:
             log.warning("comm %016x of job %s FROZEN on its current plan: %s", st.comm, st.job,
                         verdict.reason)
             self.artifacts.event(st.job, st.comm, "frozen", {"reason": verdict.reason})
-        idents = {reg.identity for reg in st.slots.values()}
-        for ident in sorted(idents):
-            self._send_decision(ident, st.comm, d.plan, d.committed, d.activate_at, d.reason)
+        frame = _decision_frame(st.comm, d.plan, d.committed, d.activate_at, d.reason)
+        for ident in sorted({reg.identity for reg in st.slots.values()}):
+            self._send_durable(ident, frame)
         st.round = None
         self._in_round.pop(st.comm, None)
         if d.committed:
@@ -1027,6 +1063,12 @@ class Daemon:
             return "the last committed plan has not activated on every rank yet"
         if not st.complete:
             return "communicator incomplete"
+        if st.rate == 0.0 and time.monotonic() - st.complete_at < self._rate_grace_s:
+            # Without a call rate the activation point can only be min_lead_calls ahead, which
+            # a fast job passes before the PREPARE arrives: every rank would refuse. Reports
+            # measure the rate within a few report intervals; a job that sends none (or makes
+            # no calls) gets its plans after the grace period, min_lead_calls ahead.
+            return "call rate not measured yet"
         for reg in st.slots.values():
             if "plans" not in reg.features:
                 return "a rank does not apply plans"
@@ -1073,7 +1115,7 @@ class Daemon:
         for slot, reg in st.slots.items():
             if only_missing and slot in rnd.acks:
                 continue
-            self._send_bytes(reg.identity, data)
+            self._send_durable(reg.identity, data)
 
     # ---- brain worker -----------------------------------------------------------------------
 
