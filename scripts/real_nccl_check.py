@@ -108,6 +108,15 @@ def _live(plugin: Path, out: Path) -> list[str]:
     arms = {(r["algo"], r["proto"]) for r in lines if r.get("coll") == "allreduce"}
     print(f"live: arms that ran: {sorted(arms)}")
     problems = []
+    stats = json.loads((run_dir / "run.json").read_text()).get("stats") or {}
+    by_type = stats.get("by_type", {})
+    print(f"live: daemon received {dict(by_type)}, ingest {stats.get('ingest')}, rejected "
+          f"{dict(stats.get('rejected', {}))}")
+    if not by_type.get("MEASUREMENTS_PACKED"):
+        problems.append("live mode: no MEASUREMENTS_PACKED reached the daemon (packed_stats "
+                        "not negotiated?)")
+    if sum(stats.get("rejected", {}).values()):
+        problems.append(f"live mode: the daemon rejected messages: {stats.get('rejected')}")
     if not commits:
         problems.append("live mode: the daemon committed no plan")
     if len(arms) < 2:
