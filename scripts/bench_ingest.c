@@ -8,10 +8,8 @@
  * libraries are loaded with dlopen, so an older build of libcclpilot-ingest.so can be measured
  * next to the current one (a library that does not take MEASUREMENTS_PACKED shows "-").
  *
- * Build (from the repository root, after configuring build/):
- *   cc -O2 -o build/bench_ingest scripts/bench_ingest.c plugin/src/cp_codec.c -Iplugin/ingest \
- *      -Iplugin/src -Iplugin/include -DCP_PROTO_MAJOR=1 -DCP_PROTO_MINOR=1 \
- *      $(pkg-config --cflags --libs msgpack-c) -ldl -lm
+ * Built with the project (CMake target bench_ingest, option CCLPILOT_BUILD_BENCH):
+ *   cmake --build build --target bench_ingest
  *   build/bench_ingest build/libcclpilot-ingest.so [other-libcclpilot-ingest.so ...]
  */
 #define _POSIX_C_SOURCE 200809L
