@@ -768,7 +768,7 @@ def test_api_version_mismatch_names_both(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(IngestError) as err:
         NativeIngest()
     text = str(err.value)
-    assert "API 1" in text and "97" in text and str(paths.ingest_library()) in text
+    assert f"API {ingest_mod.API_VERSION}" in text and "97" in text and str(paths.ingest_library()) in text
     assert load_native_ingest() is None
 
 

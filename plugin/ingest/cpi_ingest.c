@@ -284,9 +284,9 @@ static uint64_t key_hash(uint64_t n_bytes, uint32_t small) { return cp_stat_key_
 
 #define NO_ROW UINT32_MAX
 
-/* One sender's last cumulative counters for one (key, arm), and the aggregate row it feeds. One
- * cache line: absorb touches one per stat. (The sender's extremes are not kept: a window takes
- * the extremes of the report itself.) */
+/* One sender's last cumulative counters for one (key, arm), and the aggregate row it feeds: 64
+ * bytes, contiguous per sender in creation order, read in report order by absorb. (The sender's
+ * extremes are not kept: a window takes the extremes of the report itself.) */
 typedef struct {
   uint64_t n_bytes;
   uint32_t small;

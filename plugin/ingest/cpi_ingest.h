@@ -30,8 +30,10 @@ extern "C" {
 #define CPI_API
 #endif
 
-/* Bumped whenever a declaration below changes; the Python binding refuses any other value. */
-#define CPI_API_VERSION 1
+/* Bumped whenever a declaration below changes or what the functions accept does; the Python
+ * binding refuses any other value. 2: cpi_decode_measurements takes MEASUREMENTS_PACKED too (a
+ * daemon granting packed_stats with a version-1 library would drop every report). */
+#define CPI_API_VERSION 2
 
 /* ---- decoding ---------------------------------------------------------------------------------- */
 

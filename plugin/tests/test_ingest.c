@@ -1196,13 +1196,14 @@ static void test_packed_and_reordered(void) {
   enum { SENDERS = 6, KEYS = 40, ROUNDS = 60 };
   static cp_wire_stat cur[SENDERS][KEYS];
   for (uint32_t k = 0; k < KEYS; k++) {
-    cp_wire_stat key;
-    random_stat(&key, k);
+    /* Like real reports: four arms shared by ten sizes each, each size under two arms, so a
+     * position memo that matched on the size alone or on the arm alone would credit another
+     * key's counters (both variants were planted and caught). */
     for (uint32_t sd = 0; sd < SENDERS; sd++) {
       cp_wire_stat* s = &cur[sd][k];
       memset(s, 0, sizeof *s);
-      s->coll = key.coll, s->n_bytes = key.n_bytes, s->algo = key.algo, s->proto = key.proto;
-      s->n_channels = key.n_channels;
+      s->coll = 1, s->n_bytes = 1024u << (k % 10), s->algo = (int)(k / 10) % 2, s->proto = 2;
+      s->n_channels = 4 + (int)(k / 20);
     }
   }
   cpi_agg* x = cpi_agg_new(256, SENDERS);

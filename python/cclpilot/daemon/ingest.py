@@ -26,7 +26,7 @@ from cclpilot.errors import CclpilotError
 log = logging.getLogger("cclpilot.daemon")
 
 # Must equal CPI_API_VERSION in cpi_ingest.h: the declarations below restate that header.
-API_VERSION = 1
+API_VERSION = 2
 
 # Per communicator: distinct (key, arm) pairs, and per sender the pairs it reports. A plugin's
 # statistics table holds far fewer (CCLPILOT_TABLE_MAX_ENTRIES-sized); the bound only stops a
