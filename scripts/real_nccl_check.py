@@ -99,7 +99,9 @@ def _live(plugin: Path, out: Path) -> list[str]:
         daemon.terminate()
         daemon.wait(20)
     print(f"live: job finished in {time.monotonic() - t0:.1f} s")
-    events = [json.loads(x) for x in (run_dir / "decisions.jsonl").read_text().splitlines()]
+    events = [e for e in (json.loads(x) for x in
+                          (run_dir / "decisions.jsonl").read_text().splitlines())
+              if e["event"] != "life"]   # the journal also records each daemon start
     commits = [e for e in events if e["event"] == "commit"]
     print(f"live: {len(events)} journal events, {len(commits)} commit(s)")
     for e in events:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -69,7 +70,8 @@ def test_wild_plan_id_from_a_stranger_is_answered_without_touching_the_journal(
         stranger = Peer(d.endpoint)
         stranger.ack(COMM, U64_MAX, True, calls=5, seq_hash=1)
         assert isinstance(stranger.recv(), Abort)
-        assert (tmp_path / "run" / "decisions.jsonl").read_text() == ""
+        lines = (tmp_path / "run" / "decisions.jsonl").read_text().splitlines()
+        assert [json.loads(x)["event"] for x in lines] == ["life"]   # only the daemon's start
         # The daemon is unharmed: a normal round still commits, with plan id 1.
         peers = register(d.endpoint, 2)
         preps = get_prepares(peers)
@@ -94,7 +96,8 @@ def test_call_counts_at_the_end_of_u64_refuse_the_proposal_not_the_daemon(tmp_pa
         assert brain.outcome_event.wait(5)
         plan, committed, reason = brain.outcomes[0]
         assert (plan, committed) == (0, False) and "not prepared" in reason
-        assert (tmp_path / "run" / "decisions.jsonl").read_text() == ""
+        lines = (tmp_path / "run" / "decisions.jsonl").read_text().splitlines()
+        assert [json.loads(x)["event"] for x in lines] == ["life"]   # only the daemon's start
         assert d._thread is not None and d._thread.is_alive()
     finally:
         d.stop()
@@ -197,3 +200,50 @@ def test_decisions_leave_only_after_one_fsync_covers_them(tmp_path: Path,
         d._shutdown()
     again = Journal(tmp_path / "run" / "decisions.jsonl", fsync=False)
     assert sorted(p for (_, p) in again.decisions) == [1, 2, 3, 4, 5]
+
+
+def test_every_start_is_a_new_life_with_its_own_plan_ids(tmp_path: Path) -> None:
+    path = tmp_path / "decisions.jsonl"
+    first = Journal(path, fsync=False)
+    assert first.life == 1 and first.next_plan_id(7) == 1
+    first.record_prepare("j", 7, 1, 100, "a")
+    first.decide("j", 7, 1, True, 100, "ok")
+    first.close()
+    second = Journal(path, fsync=False)
+    assert second.life == 2
+    assert second.next_plan_id(7) == (1 << 32) + 1      # after every id of life 1
+    assert second.next_plan_id(8) == (1 << 32) + 1      # a communicator new to the journal too
+    second.close()
+    # A journal written before life records existed counts as life 1.
+    legacy = tmp_path / "legacy.jsonl"
+    legacy.write_text(json.dumps({"schema": "cclpilot.live/1", "event": "prepare", "job": "j",
+                                  "comm": 7, "plan": 5, "activate_at": 9, "reason": "r",
+                                  "time": 0.0}) + "\n")
+    assert Journal(legacy, fsync=False).next_plan_id(7) == (1 << 32) + 1
+
+
+def test_possible_orphans_are_one_id_per_communicator_and_earlier_life(tmp_path: Path) -> None:
+    # Life 1 journaled plans 1..3 of comm 7 and nothing of comm 8; PREPARE(4) of comm 7 and
+    # PREPARE(1) of comm 8 may have left without their records reaching the disk.
+    path = tmp_path / "decisions.jsonl"
+    j = Journal(path, fsync=False)
+    for plan in (1, 2, 3):
+        j.record_prepare("j", 7, plan, 10 * plan, "r")
+        j.decide("j", 7, plan, True, 10 * plan, "ok")
+    j.close()
+    j = Journal(path, fsync=False)          # life 2
+    assert j.possible_orphan(7, 4) and j.possible_orphan(8, 1)
+    for plan in (1, 3, 5, 1 << 20):          # known, or never sent by life 1
+        assert not j.possible_orphan(7, plan)
+    assert not j.possible_orphan(8, 2)
+    for plan in (0, (1 << 32) + 1, (1 << 64) - 1):   # not an id, this life's, a wild one
+        assert not j.possible_orphan(7, plan)
+    # Journaling the orphan's abort does not make the next id plausible (the bound holds).
+    j.note_plan_seen(7, 4)
+    j.decide("j", 7, 4, False, 40, "unknown plan")
+    assert not j.possible_orphan(7, 5)
+    assert j.next_plan_id(7) == (1 << 32) + 1
+    j.close()
+    j = Journal(path, fsync=False)          # life 3: life 2 issued nothing for comm 7
+    assert j.possible_orphan(7, (1 << 32) + 1) and j.possible_orphan(7, 5) is False
+    assert j.next_plan_id(7) == (2 << 32) + 1

@@ -115,7 +115,7 @@ def test_full_round_commits(daemon: Daemon, brain: ScriptedBrain, tmp_path: Path
     assert isinstance(again, Commit) and again.activate_at == preps[0].activate_at
     lines = [json.loads(x) for x in (tmp_path / "run" / "decisions.jsonl").read_text().split("\n")
              if x]
-    assert [x["event"] for x in lines] == ["prepare", "commit"]
+    assert [x["event"] for x in lines] == ["life", "prepare", "commit"]
 
 
 def test_refusal_aborts(daemon: Daemon, brain: ScriptedBrain) -> None:

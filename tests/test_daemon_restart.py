@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from cclpilot.daemon.brain import PlanProposal
 from cclpilot.daemon.journal import Journal
 from cclpilot.daemon.peer import Peer
 from cclpilot.proto.codec import decode
-from cclpilot.proto.messages import Measurements, Prepare
+from cclpilot.proto.messages import Abort, Measurements, Prepare
 
 from test_daemon_plans import COMM, RULE, ScriptedBrain, make_daemon, register  # noqa: I001
 
@@ -45,8 +46,38 @@ def test_restart_waits_for_the_journaled_commit_to_take_effect(tmp_path: Path) -
         # nothing about a plan it never proposed.
         peers[1].send(Measurements(comm=COMM, calls=1001, dropped=0, stats=[]))
         prepares = [p.recv(5.0) for p in peers]
-        assert all(isinstance(m, Prepare) and m.plan == 4 for m in prepares), prepares
+        # The journal above was the daemon's first life, this daemon its second: its plan ids
+        # start after 2^32 (journal.py: no two lives share an id).
+        assert all(isinstance(m, Prepare) and m.plan == (1 << 32) + 1 for m in prepares), prepares
         assert st.activating is None
         assert all(plan != 3 for plan, _, _ in brain.outcomes)
     finally:
         d.stop()
+
+
+def test_a_lost_prepare_of_an_earlier_life_is_aborted_durably(tmp_path: Path) -> None:
+    # Life 1 journaled plans 1..3 and then (say) sent PREPARE(4) and died before its record
+    # reached the disk. A rank holding plan 4 asks about it: the restarted daemon aborts it and
+    # journals the abort; an id no earlier life can have sent is answered without the disk.
+    (tmp_path / "run").mkdir()
+    j = Journal(tmp_path / "run" / "decisions.jsonl", fsync=False)
+    for plan in (1, 2, 3):
+        j.record_prepare("job", COMM, plan, 100 * plan, "earlier life")
+        j.decide("job", COMM, plan, False, 100 * plan, "aborted")
+    j.close()
+    d = make_daemon(tmp_path, ScriptedBrain([]))
+    try:
+        peers = register(d.endpoint, 2)
+        peers[0].ack(COMM, 4, True, calls=350, seq_hash=1)
+        m = peers[0].recv()
+        assert isinstance(m, Abort) and m.plan == 4
+        peers[0].ack(COMM, 6, True, calls=350, seq_hash=1)
+        m = peers[0].recv()
+        assert isinstance(m, Abort) and m.plan == 6
+    finally:
+        d.stop()
+    events = [json.loads(x) for x in
+              (tmp_path / "run" / "decisions.jsonl").read_text().splitlines()]
+    journaled = [(e["event"], e.get("plan")) for e in events if e["event"] != "prepare"]
+    assert ("abort", 4) in journaled and ("abort", 6) not in journaled
+    assert [e["life"] for e in events if e["event"] == "life"] == [1, 2]

@@ -4,14 +4,26 @@ A rank that reached a plan's activation point waits, asking again with its ACK, 
 the decision. If the daemon dies between deciding and sending, or after sending to some ranks
 only, the restarted daemon must give every rank the same answer, so a decision is on disk before
 the first COMMIT or ABORT leaves. Records are written at once and made durable by sync(): the
-daemon holds every message that depends on a record until the next sync() (group commit, one
-fsync for all the decisions of a loop phase; see Daemon._flush_outbox). PREPAREs are journaled too (before they are sent), so that a
-restarted daemon never reuses a plan id, and so that a plan that was prepared but never decided
-is aborted on restart: no rank can have received its COMMIT, because that would be on disk.
+daemon holds every COMMIT and ABORT until the next sync() (group commit, one fsync for all the
+decisions of a loop phase; see Daemon._flush_outbox).
+
+PREPAREs are journaled too, so that a plan that was prepared but never decided is aborted on
+restart (no rank can have received its COMMIT, because that would be on disk), but a PREPARE
+does not wait for its record to reach the disk. What must never happen is a restarted daemon
+reusing a plan id that ranks may hold with other rules (a rank answers a repeated PREPARE as the
+same plan). So every daemon start is a *life*, journaled and synced before anything else, and
+plan ids of life L lie in ((L-1)·2^32, L·2^32]: no two lives share an id. Within a life a
+communicator prepares its next plan only after the previous one's decision was synced, so at
+most one id per communicator and life can be missing from the journal: the one after the
+highest journaled id of that life (or the life's first). possible_orphan() names it, so that a
+restarted daemon journals an abort for exactly those, and answers other unknown ids without
+touching the disk.
 
 Line format (docs/live-artifacts.md, "decisions.jsonl"): one JSON object per line with
 ``schema``, ``event`` ("prepare" | "commit" | "abort"), ``job``, ``comm``, ``plan``,
-``activate_at``, ``reason``, ``time`` (Unix seconds). A torn last line (crash mid-write) is
+``activate_at``, ``reason``, ``time`` (Unix seconds); or ``schema``, ``event`` "life",
+``life``, ``time`` at each daemon start. A journal without life records (written before they
+existed) counts as life 1. A torn last line (crash mid-write) is
 ignored with a warning; any other malformed line is an error, since guessing could change an
 answer.
 """
@@ -29,6 +41,12 @@ from typing import IO
 from cclpilot.errors import ConfigError
 
 SCHEMA = "cclpilot.live/1"
+LIFE_SHIFT = 32   # plan ids of life L: ((L - 1) << LIFE_SHIFT, L << LIFE_SHIFT]
+
+
+def life_of(plan: int) -> int:
+    """The daemon life that issued a plan id (ids start at 1)."""
+    return ((plan - 1) >> LIFE_SHIFT) + 1
 log = logging.getLogger("cclpilot.daemon")
 
 
@@ -48,16 +66,22 @@ class Journal:
         self.decisions: dict[tuple[int, int], Decision] = {}
         self.prepared: dict[tuple[int, int], tuple[str, int]] = {}  # undecided: (job, activate_at)
         self.max_plan: dict[int, int] = {}
+        # Highest journaled plan id per (comm, life): what possible_orphan() needs.
+        self._max_in_life: dict[tuple[int, int], int] = {}
+        self.life = 0
         self._load()
         self._file: IO[str] = open(path, "a", encoding="utf-8")
         self._unsynced = False
-
+        self.life += 1
+        self._append({"schema": SCHEMA, "event": "life", "life": self.life, "time": time.time()})
+        self.sync()
     def _load(self) -> None:
         if not self.path.exists():
             return
         text = self.path.read_text(encoding="utf-8")
         lines = text.split("\n")
         good_end = 0  # bytes up to the end of the last complete record
+        writing_life = 1  # the life that wrote the records read (1 before any life record)
         offset = 0
         for i, line in enumerate(lines):
             offset += len(line.encode("utf-8")) + (1 if i < len(lines) - 1 else 0)
@@ -65,6 +89,11 @@ class Journal:
                 continue
             try:
                 rec = json.loads(line)
+                if rec.get("event") == "life" and rec.get("schema") == SCHEMA:
+                    self.life = max(self.life, int(rec["life"]))
+                    writing_life = int(rec["life"])
+                    good_end = offset
+                    continue
                 event, comm, plan = rec["event"], int(rec["comm"]), int(rec["plan"])
                 activate_at, job = int(rec["activate_at"]), str(rec["job"])
                 if rec.get("schema") != SCHEMA or event not in ("prepare", "commit", "abort"):
@@ -79,7 +108,13 @@ class Journal:
                 raise ConfigError(f"journal {self.path} line {i + 1} is not a journal record "
                                   f"({e}); it must not be edited by hand") from None
             good_end = offset
+            self.life = max(self.life, 1)  # records before life records existed: life 1
             self.max_plan[comm] = max(self.max_plan.get(comm, 0), plan)
+            if life_of(plan) == writing_life:
+                # Only what a life issued itself: a later life journaling the abort of an
+                # earlier life's lost id must not make the id after it look plausible.
+                key = (comm, writing_life)
+                self._max_in_life[key] = max(self._max_in_life.get(key, 0), plan)
             if event == "prepare":
                 if (comm, plan) not in self.decisions:
                     self.prepared[(comm, plan)] = (job, activate_at)
@@ -112,7 +147,16 @@ class Journal:
             self._unsynced = False
 
     def next_plan_id(self, comm: int) -> int:
-        return self.max_plan.get(comm, 0) + 1
+        return max(self.max_plan.get(comm, 0), (self.life - 1) << LIFE_SHIFT) + 1
+
+    def possible_orphan(self, comm: int, plan: int) -> bool:
+        """Whether an earlier life may have sent PREPARE(plan) for comm without journaling it:
+        the one id per communicator and life that can be missing (see the module doc)."""
+        life = life_of(plan) if plan >= 1 else 0
+        if not 1 <= life < self.life:
+            return False
+        highest = self._max_in_life.get((comm, life))
+        return plan == (highest if highest is not None else (life - 1) << LIFE_SHIFT) + 1
 
     def note_plan_seen(self, comm: int, plan: int) -> None:
         """A plan id the daemon did not issue in this life (an ACK after a restart)."""

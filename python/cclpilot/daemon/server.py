@@ -123,11 +123,12 @@ STATS_SCHEMA = "cclpilot.daemon-stats/1"
 
 # Heartbeats, absence and stale connections are checked this often.
 _PEER_CHECK_S = 0.05
-# (key, arm) rows all communicators' tells may carry per ask interval: 10,000 a second at the
-# default 100 ms. A told row costs about 1 us to take and more in the brain thread, which shares
-# the loop's core and GIL; at 50,000 a second tells and summaries took a fifth of the core at
-# 1,024 ranks, and plan answers queued behind them.
-_TELL_ROWS_PER_INTERVAL = 1_000
+# (key, arm) rows all communicators' tells may carry per second. A told row costs about 1 us to
+# take and more in the brain thread, which shares the loop's core and GIL; at 50,000 a second
+# tells and summaries took a fifth of the core at 1,024 ranks, and plan answers queued behind
+# them. A small job stays at the ask interval (10 ms): feedback that fast is what lets a
+# simulated job, whose steps take milliseconds, converge in a few hundred steps.
+_TELL_ROWS_PER_S = 10_000
 # Rows a second all communicators' measurement summaries may write to the artifacts; past it the
 # summary interval grows beyond --summary-ms (no sample is lost, lines just cover more time).
 _SUMMARY_ROWS_PER_S = 10_000
@@ -200,7 +201,7 @@ class DaemonConfig:
     ack_timeout_ms: int = 2000
     lead_margin_ms: int = 200
     min_lead_calls: int = 32
-    ask_interval_ms: int = 100           # new samples reach the brain at most this often
+    ask_interval_ms: int = 10            # new samples reach the brain at most this often
     summary_ms: int = 1000               # measurement summaries written to the artifacts
     brain_budget_ms: int = 50            # a brain call slower than this is logged
     fsync: bool = True
@@ -483,11 +484,10 @@ class Daemon:
                     self._receive_if_ready()
                 now = time.monotonic()
                 self._drain_results(now)
-                self._flush_outbox()  # PREPAREs of the plans just started
                 self._receive_if_ready()
                 t0 = time.monotonic()
                 self._timers(t0)
-                self._flush_outbox()  # rounds timed out, PREPAREs re-sent
+                self._flush_outbox()  # rounds that timed out
                 loop["timers"] += time.monotonic() - now
                 if self._dump_requested:
                     self._dump_requested = False
@@ -555,8 +555,8 @@ class Daemon:
             # A tell costs per (key, arm) told. With many communicators and keys the interval
             # grows so that tells stay within a budget of rows per second (new samples only
             # wait longer; none is lost); a job of a few communicators never notices.
-            self._tell_every = self.config.ask_interval_ms / 1000.0 * max(
-                1.0, rows / _TELL_ROWS_PER_INTERVAL)
+            self._tell_every = max(self.config.ask_interval_ms / 1000.0,
+                                   rows / _TELL_ROWS_PER_S)
             self._summary_every = max(self.config.summary_ms / 1000.0,
                                       rows / _SUMMARY_ROWS_PER_S)
         for st in list(self._in_round.values()):
@@ -969,13 +969,16 @@ class Daemon:
             if verdict is not None:
                 self._decide(st, verdict)
             return
-        # A plan this daemon never prepared (or prepared in a life whose journal is gone): no
-        # COMMIT for it can exist, since commits are journaled first, so aborting is safe.
-        # Only a registered rank's ACK for a plausible plan id is journaled; anything else is
-        # answered without touching the disk, so a flood or a wild id cannot grow the journal or
-        # push the next plan id out of range.
+        # A plan this daemon never prepared (or prepared in an earlier life that crashed before
+        # its record reached the disk): no COMMIT for it can exist, since commits are journaled
+        # first, so aborting is safe. Only a registered rank's ACK for a plausible plan id (the
+        # one id per earlier life that can be missing from the journal, or this life's next) is
+        # journaled; anything else is answered without touching the disk, so a flood or a wild
+        # id cannot grow the journal or push the next plan id out of range.
         registered = st is not None and st.slot_of(identity) is not None
-        if not registered or msg.plan > self.journal.max_plan.get(msg.comm, 0) + 1:
+        plausible = (self.journal.possible_orphan(msg.comm, msg.plan)
+                     or msg.plan == self.journal.next_plan_id(msg.comm))
+        if not registered or not plausible:
             self._send_decision(identity, msg.comm, msg.plan, False, msg.calls,
                                 "unknown plan: not prepared by this daemon")
             return
@@ -992,9 +995,9 @@ class Daemon:
         self._send_durable(identity, _decision_frame(comm, plan, committed, activate_at, reason))
 
     def _send_durable(self, identity: bytes, data: bytes) -> None:
-        """Sends after the journal's next sync: PREPARE, COMMIT and ABORT, which a restarted
-        daemon must be able to stand by. (Every one of them waits, not only those of records
-        written since the last sync: a decision read from the journal may be from this phase.)"""
+        """Sends after the journal's next sync: COMMIT and ABORT, which a restarted daemon must
+        stand by. (Every one of them waits, not only those of records written since the last
+        sync: a decision read from the journal may be from this phase.)"""
         self._outbox.append((identity, data))
 
     def _flush_outbox(self) -> None:
@@ -1078,6 +1081,10 @@ class Daemon:
         return None
 
     def _start_plan(self, st: CommState, prop: PlanProposal) -> None:
+        # Every decision taken so far must be on disk before a PREPARE leaves unsynced: that is
+        # what bounds the ids a crash can lose to one per communicator and life (journal.py).
+        # The loop flushes after every phase that decides, so this is normally a no-op.
+        self._flush_outbox()
         why_not = self._can_prepare(st)
         if why_not is not None:
             st.pending_outcomes.append((0, False, f"not prepared: {why_not}"))
@@ -1115,7 +1122,10 @@ class Daemon:
         for slot, reg in st.slots.items():
             if only_missing and slot in rnd.acks:
                 continue
-            self._send_durable(reg.identity, data)
+            # At once, not after a journal sync: plan ids are unique across daemon lives, so a
+            # PREPARE whose record is lost in a crash cannot be confused with a later plan (see
+            # journal.py); its decision is synced before any rank hears it.
+            self._send_bytes(reg.identity, data)
 
     # ---- brain worker -----------------------------------------------------------------------
 
