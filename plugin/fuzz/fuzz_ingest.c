@@ -21,15 +21,6 @@ static void fail(const char* what, const char* detail) {
   abort();
 }
 
-static int stat_same(const cp_wire_stat* a, const cp_wire_stat* b) {
-  return a->coll == b->coll && a->n_bytes == b->n_bytes && a->algo == b->algo &&
-         a->proto == b->proto && a->n_channels == b->n_channels && a->count == b->count &&
-         memcmp(&a->sum_ns, &b->sum_ns, sizeof a->sum_ns) == 0 &&
-         memcmp(&a->sum_sq_ns, &b->sum_sq_ns, sizeof a->sum_sq_ns) == 0 &&
-         a->min_ns == b->min_ns && a->max_ns == b->max_ns &&
-         memcmp(a->hist, b->hist, sizeof a->hist) == 0 && a->untimed == b->untimed;
-}
-
 /* Takes a channel dry in slices of cap; returns the total count taken. */
 static uint64_t drain(cpi_agg* agg, uint32_t ch, size_t cap, uint64_t rows) {
   cpi_obs out[7];
@@ -98,7 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         head.n_stats != mm->n_stats || head.exact > 1 || dec->head.n_stats != head.n_stats)
       fail("report head differs from cp_msg_decode's", NULL);
     for (uint32_t i = 0; i < mm->n_stats; i++)
-      if (!stat_same(&dec->stats[i], &mm->stats[i])) fail("a stat differs from cp_msg_decode's", NULL);
+      if (!cp_stat_slot_same(&dec->stats[i], &mm->stats[i])) fail("a stat differs from cp_msg_decode's", NULL);
     if (head.exact) {
       cp_buf b;
       cp_buf_init(&b, 0);

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h> /* memcmp, for cp_stat_slot_same */
 
 #include "cp_core.h"
 
@@ -25,6 +26,17 @@ typedef struct {
   uint32_t hist[CP_STATS_BUCKETS];
   uint64_t untimed;     /* uses seen without a usable duration (no GPU timestamps) */
 } cp_stat_slot;
+
+/* Every field equal, the sums compared bit for bit (a decoder must reproduce the exact value, and
+ * -0.0 is not 0.0 on the wire): what tests and fuzzers mean by "decoded the same". */
+static inline int cp_stat_slot_same(const cp_stat_slot* a, const cp_stat_slot* b) {
+  return a->coll == b->coll && a->n_bytes == b->n_bytes && a->algo == b->algo &&
+         a->proto == b->proto && a->n_channels == b->n_channels && a->count == b->count &&
+         memcmp(&a->sum_ns, &b->sum_ns, sizeof a->sum_ns) == 0 &&
+         memcmp(&a->sum_sq_ns, &b->sum_sq_ns, sizeof a->sum_sq_ns) == 0 &&
+         a->min_ns == b->min_ns && a->max_ns == b->max_ns &&
+         memcmp(a->hist, b->hist, sizeof a->hist) == 0 && a->untimed == b->untimed;
+}
 
 /* The (key, arm) hash of this table, shared with the daemon's aggregator (cpi_ingest.c): the four
  * small fields packed into one word (each fits 8 bits), then mixed with n_bytes. */

@@ -645,21 +645,12 @@ static void test_hostile(void) {
 
 /* ---- MEASUREMENTS_PACKED (protocol 1.1) ------------------------------------------------------- */
 
-static int stat_eq(const cp_wire_stat* a, const cp_wire_stat* b) {
-  return a->coll == b->coll && a->n_bytes == b->n_bytes && a->algo == b->algo &&
-         a->proto == b->proto && a->n_channels == b->n_channels && a->count == b->count &&
-         memcmp(&a->sum_ns, &b->sum_ns, sizeof a->sum_ns) == 0 &&
-         memcmp(&a->sum_sq_ns, &b->sum_sq_ns, sizeof a->sum_sq_ns) == 0 &&
-         a->min_ns == b->min_ns && a->max_ns == b->max_ns &&
-         memcmp(a->hist, b->hist, sizeof a->hist) == 0 && a->untimed == b->untimed;
-}
-
 static int meas_eq(const cp_msg_measurements* a, const cp_msg_measurements* b) {
   if (a->comm != b->comm || a->calls != b->calls || a->dropped != b->dropped ||
       a->n_stats != b->n_stats)
     return 0;
   for (uint32_t i = 0; i < a->n_stats; i++)
-    if (!stat_eq(&a->stats[i], &b->stats[i])) return 0;
+    if (!cp_stat_slot_same(&a->stats[i], &b->stats[i])) return 0;
   return 1;
 }
 
@@ -913,7 +904,7 @@ static void test_packed_rejections(void) {
   memcpy(bad, good, sizeof bad);
   CHECK_INT_EQ(decode_rows(&sb, good, bad, 12, NULL, &err, &d), CP_EC_NONE);
   if (d.type == CP_MSG_MEASUREMENTS_PACKED) {
-    CHECK(d.u.measurements.n_stats == 2 && stat_eq(&d.u.measurements.stats[1], &s) &&
+    CHECK(d.u.measurements.n_stats == 2 && cp_stat_slot_same(&d.u.measurements.stats[1], &s) &&
               d.u.measurements.comm == 1 && d.u.measurements.calls == 2 &&
               d.u.measurements.dropped == 3,
           "hand-made PackedStat decodes field by field");
@@ -927,7 +918,7 @@ static void test_packed_rejections(void) {
   bad[10] = (tv){.t = 'a', .items = padded, .n = 7};
   CHECK_INT_EQ(decode_rows(&sb, good, bad, 12, NULL, &err, &d), CP_EC_NONE);
   if (d.type == CP_MSG_MEASUREMENTS_PACKED) {
-    CHECK(stat_eq(&d.u.measurements.stats[1], &s), "zero-padded run = the shortest run");
+    CHECK(cp_stat_slot_same(&d.u.measurements.stats[1], &s), "zero-padded run = the shortest run");
     cp_buf b;
     cp_buf_init(&b, 0);
     CHECK(cp_msg_encode(&d, &b, &err) == CP_OK, "re-encodes");
@@ -950,7 +941,7 @@ static void test_packed_rejections(void) {
   row_of(&empty, zeros, 4, erow);
   CHECK_INT_EQ(decode_rows(&sb, good, erow, 12, NULL, &err, &d), CP_EC_NONE);
   if (d.type == CP_MSG_MEASUREMENTS_PACKED) {
-    CHECK(stat_eq(&d.u.measurements.stats[1], &empty), "an all-zero run is an empty histogram");
+    CHECK(cp_stat_slot_same(&d.u.measurements.stats[1], &empty), "an all-zero run is an empty histogram");
     cp_msg_free(&d);
   }
   const tv full[49] = {TU(0), TU(1), TU(2), TU(3), TU(4), TU(5), TU(6), TU(7), TU(8), TU(9),
