@@ -39,14 +39,46 @@ static uint64_t drain(cpi_agg* agg, uint32_t ch, size_t cap, uint64_t rows) {
   return total;
 }
 
-static void aggregate(const cpi_decoder* dec) {
+static void reverse_stats(cpi_decoder* dec) {
+  const uint32_t n = dec->head.n_stats;
+  for (uint32_t i = 0; i < n / 2; i++) {
+    const cp_wire_stat t = dec->stats[i];
+    dec->stats[i] = dec->stats[n - 1 - i];
+    dec->stats[n - 1 - i] = t;
+  }
+}
+
+static int distinct_keys(const cpi_decoder* dec) {
+  const uint32_t n = dec->head.n_stats;
+  for (uint32_t i = 0; i < n; i++)
+    for (uint32_t j = i + 1; j < n; j++) {
+      const cp_wire_stat *a = &dec->stats[i], *b = &dec->stats[j];
+      if (a->coll == b->coll && a->n_bytes == b->n_bytes && a->algo == b->algo &&
+          a->proto == b->proto && a->n_channels == b->n_channels)
+        return 0;
+    }
+  return 1;
+}
+
+static void aggregate(cpi_decoder* dec) {
   cpi_agg* agg = cpi_agg_new(64, 4);
   if (agg == NULL) return;
-  /* Sender 0 credits, sender 1 only moves its counters and then repeats itself, sender 3 comes
-   * in after a partial take; sender 4 is out of range. */
+  /* Sender 0 credits, sender 1 only moves its counters and then repeats itself, first in the
+   * same order and then reversed (the position memo misses on every stat, the index must find
+   * them: nothing new), sender 3 comes in after a partial take; sender 4 is out of range. */
   if (cpi_agg_absorb(agg, 0, dec, 1) != 0 || cpi_agg_absorb(agg, 1, dec, 0) != 0 ||
       cpi_agg_absorb(agg, 1, dec, 1) != 0)
     fail("absorb failed", NULL);
+  cpi_agg_info before, after;
+  cpi_agg_get_info(agg, &before);
+  reverse_stats(dec);
+  const int reordered = cpi_agg_absorb(agg, 1, dec, 1);
+  reverse_stats(dec);
+  cpi_agg_get_info(agg, &after);
+  if (reordered != 0) fail("absorb failed", NULL);
+  /* With distinct keys that all fit, the repeat is the same counters: nothing may change. */
+  if (dec->head.n_stats <= 64 && distinct_keys(dec) && memcmp(&before, &after, sizeof before) != 0)
+    fail("a sender's report repeated in another order changed the aggregate", NULL);
   cpi_obs first[3];
   uint64_t ch0 = 0;
   const size_t n = cpi_agg_take(agg, 0, first, 3);
