@@ -63,7 +63,9 @@ def test_daemon_options_are_checked_and_reach_the_config() -> None:
     daemon_cli.register(parser.add_subparsers())
     cfg = daemon_cli.config_from_args(parser.parse_args(
         ["daemon", "--summary-ms", "250", "--brain", "null"]))
-    assert cfg.summary_ms == 250
+    assert cfg.summary_ms == 250 and cfg.packed_stats
+    assert not daemon_cli.config_from_args(parser.parse_args(
+        ["daemon", "--no-packed-stats", "--brain", "null"])).packed_stats
     for bad in ("0", "600001"):
         with pytest.raises(ConfigError, match="--summary-ms"):
             daemon_cli.config_from_args(parser.parse_args(["daemon", "--summary-ms", bad]))
