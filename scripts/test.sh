@@ -31,4 +31,6 @@ echo "== mypy =="
 .venv/bin/python -m mypy
 
 echo "== pytest =="
-.venv/bin/python -m pytest -q "$@"
+# Bounded: a hung test fails the run (SIGABRT makes pytest's faulthandler print every thread)
+# instead of holding CI until its own limit.
+timeout --signal=ABRT --kill-after=30 1800 .venv/bin/python -m pytest -q "$@"

@@ -32,6 +32,9 @@ class Peer:
         self.ctx = ctx or zmq.Context.instance()
         self.sock: zmq.Socket[bytes] = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        # A DEALER blocks sending while it has no connection, and one whose handshake failed
+        # (a CURVE server it has no key for) never gets one: bounded, that is zmq.Again.
+        self.sock.setsockopt(zmq.SNDTIMEO, 5000)
         if server_public_key is not None:
             pub, sec = zmq.curve_keypair()
             self.sock.curve_serverkey = server_public_key.encode("ascii")
