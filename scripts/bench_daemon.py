@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import resource
 import selectors
 import signal
-import struct
 import sys
 import tempfile
 import time
@@ -47,10 +45,8 @@ from cclpilot.proto.messages import (  # noqa: E402
     MAX_CHANNELS,
     MAX_STATS,
     Hello,
-    PACKED_STAT_ORDER,
     Measurements,
     MeasurementsPacked,
-    expand_run,
     pack_run,
 )
 from cclpilot.proto.seqhash import SEQ_HASH_INIT, seq_hash_update  # noqa: E402

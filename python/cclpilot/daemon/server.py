@@ -17,7 +17,6 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import msgpack  # type: ignore[import-untyped]  # ships no type information
 import zmq
