@@ -1007,8 +1007,11 @@ def test_native_refusal_of_a_valid_report_drops_it(tmp_path: Path,
         monkeypatch.setattr(ingest, "decode", real_decode)
         p.send(Measurements.model_validate(report(COMM, 60, [stat(sk, 5, 50.0, 500.0, 10, 10,
                                                                    1)])))
-        while st.max_calls != 60 and time.monotonic() < deadline:
+        # max_calls is noted before the report is absorbed: wait for the absorb itself.
+        while (st.native is None or st.native.info()["senders"] != 1) and \
+                time.monotonic() < deadline:
             time.sleep(0.01)
+        assert st.max_calls == 60
         assert st.native is not None and st.native.info()["senders"] == 1
         assert d.stats.internal_errors == 1
         p.close()

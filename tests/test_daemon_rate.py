@@ -29,3 +29,17 @@ def test_rate_needs_a_full_window() -> None:
     assert st.rate == 0.0          # no estimate from a sliver of time
     st.note_calls(100_050, 10.0 + RATE_WINDOW_S)
     assert st.rate > 0.0
+
+
+def test_first_plans_use_the_calls_since_registration_until_the_rate_is_measured() -> None:
+    from cclpilot.daemon.server import _call_rate
+
+    st = CommState("job", 1, n_ranks=2, n_nodes=1, nccl_version=0)
+    st.complete_at = 10.0
+    assert _call_rate(st) == 0.0                  # no call count yet: min_lead_calls only
+    st.note_calls(500, 10.5)                      # one report: 500 calls in the half second
+    assert st.rate == 0.0 and _call_rate(st) == 1000.0
+    st.max_calls, st.max_calls_time = 3, 10.0 + RATE_WINDOW_S / 2
+    assert _call_rate(st) == 0.0                  # too short a span to divide by
+    st.rate = 250.0                               # measured: that wins
+    assert _call_rate(st) == 250.0

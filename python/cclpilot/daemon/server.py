@@ -173,6 +173,16 @@ def is_plain_heartbeat(data: bytes) -> bool:
     return _uint_end(data, end + len(_HB_TIME)) == len(data)
 
 
+def _call_rate(st: CommState) -> float:
+    """The measured call rate, or until reports measured one (two of them at least
+    RATE_WINDOW_S apart) the calls made since the communicator was complete over the time
+    they took: low when the job started late, never far too high."""
+    if st.rate > 0.0:
+        return st.rate
+    elapsed = st.max_calls_time - st.complete_at
+    return st.max_calls / elapsed if st.max_calls > 0 and elapsed >= RATE_WINDOW_S else 0.0
+
+
 def _decision_frame(comm: int, plan: int, committed: bool, activate_at: int, reason: str
                     ) -> bytes:
     if committed:
@@ -1065,12 +1075,12 @@ class Daemon:
             return "the last committed plan has not activated on every rank yet"
         if not st.complete:
             return "communicator incomplete"
-        if st.rate == 0.0 and time.monotonic() - st.complete_at < self._rate_grace_s:
-            # Without a call rate the activation point can only be min_lead_calls ahead, which
-            # a fast job passes before the PREPARE arrives: every rank would refuse. Reports
-            # measure the rate within a few report intervals; a job that sends none (or makes
-            # no calls) gets its plans after the grace period, min_lead_calls ahead.
-            return "call rate not measured yet"
+        if st.max_calls == 0 and time.monotonic() - st.complete_at < self._rate_grace_s:
+            # Without a call count the activation point can only be min_lead_calls ahead, which
+            # a fast job passes before the PREPARE arrives: every rank would refuse. The first
+            # report gives one (and a first estimate of the rate, see _call_rate); a job that
+            # sends none, or makes no calls, gets its plans after the grace period.
+            return "no call count reported yet"
         for reg in st.slots.values():
             if "plans" not in reg.features:
                 return "a rank does not apply plans"
@@ -1091,7 +1101,7 @@ class Daemon:
         now = time.monotonic()
         cfg = self.config
         rtt = st.rtt_max if st.rtt_max > 0.0 else 0.05
-        activate_at = choose_activate_at(st.max_calls, st.max_calls_time, st.rate, now, rtt,
+        activate_at = choose_activate_at(st.max_calls, st.max_calls_time, _call_rate(st), now, rtt,
                                          cfg.lead_margin_ms / 1000.0, cfg.min_lead_calls)
         plan = self.journal.next_plan_id(st.comm)
         # The message is built (and so validated) before anything is journaled: a proposal the
