@@ -284,6 +284,57 @@ static uint64_t key_hash(uint64_t n_bytes, uint32_t small) { return cp_stat_key_
 
 #define NO_ROW UINT32_MAX
 
+/* Open addressing over the ids of an array of records that each begin with the key
+ * (uint64_t n_bytes, uint32_t small): the aggregate's rows and every sender's entries. */
+typedef struct {
+  uint32_t* slots;        /* record id per slot, NO_ROW when empty; NULL before the first key */
+  uint32_t mask;
+} key_index;
+
+typedef struct {
+  uint64_t n_bytes;
+  uint32_t small;
+} record_key;
+
+static inline const record_key* key_of(const void* base, size_t stride, uint32_t id) {
+  return (const record_key*)((const char*)base + (size_t)id * stride);
+}
+
+/* The id of the record holding (n_bytes, small), or NO_ROW. */
+static inline uint32_t key_index_find(const key_index* x, const void* base, size_t stride,
+                                      uint64_t hash, uint64_t n_bytes, uint32_t small) {
+  if (x->slots == NULL) return NO_ROW;
+  for (uint32_t i = (uint32_t)hash & x->mask; x->slots[i] != NO_ROW; i = (i + 1) & x->mask) {
+    const record_key* k = key_of(base, stride, x->slots[i]);
+    if (k->n_bytes == n_bytes && k->small == small) return x->slots[i];
+  }
+  return NO_ROW;
+}
+
+static inline void key_index_put(key_index* x, uint64_t hash, uint32_t id) {
+  uint32_t i = (uint32_t)hash & x->mask;
+  while (x->slots[i] != NO_ROW) i = (i + 1) & x->mask;
+  x->slots[i] = id;
+}
+
+/* Makes room for one more of `count` records, keeping the index at least twice their number so
+ * probes stay short (rebuilt from the records when it grows); false when out of memory. */
+static bool key_index_reserve(key_index* x, const void* base, size_t stride, uint32_t count) {
+  if (x->slots != NULL && 2 * (count + 1) <= x->mask + 1) return true;
+  const uint32_t n = x->slots ? (x->mask + 1) * 2 : 64;
+  uint32_t* slots = malloc((size_t)n * sizeof *slots);
+  if (slots == NULL) return false;
+  memset(slots, 0xff, (size_t)n * sizeof *slots);
+  free(x->slots);
+  x->slots = slots;
+  x->mask = n - 1;
+  for (uint32_t r = 0; r < count; r++) {
+    const record_key* k = key_of(base, stride, r);
+    key_index_put(x, key_hash(k->n_bytes, k->small), r);
+  }
+  return true;
+}
+
 /* One sender's last cumulative counters for one (key, arm), and the aggregate row it feeds: 64
  * bytes, contiguous per sender in creation order, read in report order by absorb. (The sender's
  * extremes are not kept: a window takes the extremes of the report itself.) */
@@ -296,6 +347,9 @@ typedef struct {
   /* Per channel: the row's window in which this sender last counted in its ranks. */
   uint64_t counted_window[CPI_CHANNELS];
 } sender_entry;
+_Static_assert(offsetof(sender_entry, n_bytes) == offsetof(record_key, n_bytes) &&
+               offsetof(sender_entry, small) == offsetof(record_key, small),
+               "a sender entry begins with its key");
 
 /* A sender's entries are dense in creation order, which is the order of its first report; a
  * plugin sends its slots in the same order every time, so successive reports walk the array
@@ -305,8 +359,7 @@ typedef struct {
 typedef struct {
   sender_entry* ents;     /* NULL until the sender's first report */
   uint32_t used, cap;
-  uint32_t* index;        /* open addressing over entry ids (NO_ROW: empty) */
-  uint32_t mask;
+  key_index index;        /* over entry ids */
   uint32_t* last;         /* entry id per position of the previous report (NO_ROW: none) */
   uint32_t n_last, cap_last;
 } sender_tab;
@@ -326,13 +379,15 @@ typedef struct {
   uint32_t small;
   row_window ch[CPI_CHANNELS];
 } agg_row;
+_Static_assert(offsetof(agg_row, n_bytes) == offsetof(record_key, n_bytes) &&
+               offsetof(agg_row, small) == offsetof(record_key, small),
+               "a row begins with its key");
 
 struct cpi_agg {
   uint32_t max_rows, max_senders;
   agg_row* rows;          /* dense, in creation order */
   uint32_t n_rows, cap_rows;
-  uint32_t* index;        /* open addressing over row ids (NO_ROW: empty) */
-  uint32_t index_mask;
+  key_index index;        /* over row ids */
   uint32_t* pending[CPI_CHANNELS]; /* rows with samples, in first-touch order; each once */
   uint32_t n_pending[CPI_CHANNELS];
   sender_tab* senders;
@@ -356,42 +411,21 @@ void cpi_agg_free(cpi_agg* a) {
   if (a == NULL) return;
   for (uint32_t i = 0; i < a->n_senders; i++) {
     free(a->senders[i].ents);
-    free(a->senders[i].index);
+    free(a->senders[i].index.slots);
     free(a->senders[i].last);
   }
   free(a->senders);
   free(a->rows);
-  free(a->index);
+  free(a->index.slots);
   for (int c = 0; c < CPI_CHANNELS; c++) free(a->pending[c]);
   free(a);
 }
 
-/* Index size stays at least twice the row count, so probes stay short. */
-static bool index_grow(cpi_agg* a) {
-  uint32_t n = a->index_mask ? (a->index_mask + 1) * 2 : 64;
-  uint32_t* idx = malloc((size_t)n * sizeof *idx);
-  if (idx == NULL) return false;
-  memset(idx, 0xff, (size_t)n * sizeof *idx);
-  for (uint32_t r = 0; r < a->n_rows; r++) {
-    uint32_t i = (uint32_t)key_hash(a->rows[r].n_bytes, a->rows[r].small) & (n - 1);
-    while (idx[i] != NO_ROW) i = (i + 1) & (n - 1);
-    idx[i] = r;
-  }
-  free(a->index);
-  a->index = idx;
-  a->index_mask = n - 1;
-  return true;
-}
-
 /* The row of (n_bytes, small), created if new; NO_ROW when full or out of memory. */
 static uint32_t row_of(cpi_agg* a, uint64_t n_bytes, uint32_t small) {
-  if (a->index != NULL) {
-    uint32_t i = (uint32_t)key_hash(n_bytes, small) & a->index_mask;
-    for (; a->index[i] != NO_ROW; i = (i + 1) & a->index_mask) {
-      const agg_row* r = &a->rows[a->index[i]];
-      if (r->n_bytes == n_bytes && r->small == small) return a->index[i];
-    }
-  }
+  const uint64_t hash = key_hash(n_bytes, small);
+  const uint32_t found = key_index_find(&a->index, a->rows, sizeof *a->rows, hash, n_bytes, small);
+  if (found != NO_ROW) return found;
   if (a->n_rows >= a->max_rows) return NO_ROW;
   if (a->n_rows == a->cap_rows) {
     uint32_t cap = a->cap_rows ? a->cap_rows * 2 : 64;
@@ -406,33 +440,12 @@ static uint32_t row_of(cpi_agg* a, uint64_t n_bytes, uint32_t small) {
     }
     a->cap_rows = cap;
   }
-  if (a->index == NULL || 2 * (a->n_rows + 1) > a->index_mask + 1) {
-    if (!index_grow(a)) return NO_ROW;
-  }
+  if (!key_index_reserve(&a->index, a->rows, sizeof *a->rows, a->n_rows)) return NO_ROW;
   const uint32_t id = a->n_rows++;
   a->rows[id] = (agg_row){.n_bytes = n_bytes, .small = small};
   for (int c = 0; c < CPI_CHANNELS; c++) a->rows[id].ch[c].window = 1;
-  uint32_t i = (uint32_t)key_hash(n_bytes, small) & a->index_mask;
-  while (a->index[i] != NO_ROW) i = (i + 1) & a->index_mask;
-  a->index[i] = id;
+  key_index_put(&a->index, hash, id);
   return id;
-}
-
-/* Index size stays at least twice the entry count, as for the rows. */
-static bool sender_index_grow(sender_tab* t) {
-  const uint32_t n = t->index ? (t->mask + 1) * 2 : 64;
-  uint32_t* idx = malloc((size_t)n * sizeof *idx);
-  if (idx == NULL) return false;
-  memset(idx, 0xff, (size_t)n * sizeof *idx);
-  for (uint32_t e = 0; e < t->used; e++) {
-    uint32_t i = (uint32_t)key_hash(t->ents[e].n_bytes, t->ents[e].small) & (n - 1);
-    while (idx[i] != NO_ROW) i = (i + 1) & (n - 1);
-    idx[i] = e;
-  }
-  free(t->index);
-  t->index = idx;
-  t->mask = n - 1;
-  return true;
 }
 
 /* The id of the sender's entry for a key, created (with its row) if new; NO_ROW when a limit is
@@ -441,13 +454,8 @@ static uint32_t entry_lookup(cpi_agg* a, sender_tab* t, uint64_t n_bytes, uint32
                              bool* fresh) {
   *fresh = false;
   const uint64_t hash = key_hash(n_bytes, small);
-  if (t->index != NULL) {
-    uint32_t i = (uint32_t)hash & t->mask;
-    for (; t->index[i] != NO_ROW; i = (i + 1) & t->mask) {
-      const sender_entry* e = &t->ents[t->index[i]];
-      if (e->n_bytes == n_bytes && e->small == small) return t->index[i];
-    }
-  }
+  const uint32_t found = key_index_find(&t->index, t->ents, sizeof *t->ents, hash, n_bytes, small);
+  if (found != NO_ROW) return found;
   if (t->used >= a->max_rows) return NO_ROW;
   if (t->used == t->cap) {
     uint32_t cap = t->cap ? t->cap * 2 : 32;
@@ -457,16 +465,12 @@ static uint32_t entry_lookup(cpi_agg* a, sender_tab* t, uint64_t n_bytes, uint32
     t->ents = ents;
     t->cap = cap;
   }
-  if (t->index == NULL || 2 * (t->used + 1) > t->mask + 1) {
-    if (!sender_index_grow(t)) return NO_ROW;
-  }
+  if (!key_index_reserve(&t->index, t->ents, sizeof *t->ents, t->used)) return NO_ROW;
   const uint32_t row = row_of(a, n_bytes, small);
   if (row == NO_ROW) return NO_ROW;
   const uint32_t id = t->used++;
   t->ents[id] = (sender_entry){.n_bytes = n_bytes, .small = small, .row = row};
-  uint32_t i = (uint32_t)hash & t->mask;
-  while (t->index[i] != NO_ROW) i = (i + 1) & t->mask;
-  t->index[i] = id;
+  key_index_put(&t->index, hash, id);
   *fresh = true;
   return id;
 }
