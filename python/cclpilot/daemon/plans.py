@@ -32,6 +32,7 @@ class PlanRound:
     sent_at: float
     deadline: float
     targets: frozenset[SlotKey]
+    frame: bytes            # the PREPARE as encoded once, sent to every rank (and re-sent)
     acks: dict[SlotKey, Ack] = field(default_factory=dict)
     ack_times: dict[SlotKey, float] = field(default_factory=dict)
     resent: bool = False

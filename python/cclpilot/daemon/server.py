@@ -1108,8 +1108,8 @@ class Daemon:
         # protocol cannot carry (too many rules, call counts at the end of the u64 range) is
         # refused here and told to the brain, never half-recorded.
         try:
-            encode(Prepare(comm=st.comm, plan=plan, activate_at=activate_at,
-                           rules=list(prop.rules)))
+            frame = encode(Prepare(comm=st.comm, plan=plan, activate_at=activate_at,
+                                   rules=list(prop.rules)))
         except (ValueError, ProtocolError) as e:
             self._warn.warn("proposal", "comm %016x: proposal not sent: %s", st.comm, e)
             st.pending_outcomes.append((0, False, f"not prepared: {e}"))
@@ -1119,22 +1119,19 @@ class Daemon:
         timeout = cfg.ack_timeout_ms / 1000.0
         rnd = PlanRound(plan=plan, activate_at=activate_at, rules=prop.rules,
                         reason=prop.reason, sent_at=now, deadline=now + timeout,
-                        targets=frozenset(st.slots))
+                        targets=frozenset(st.slots), frame=frame)
         st.round = rnd
         self._in_round[st.comm] = st
         self._send_prepare(st, rnd, only_missing=False)
 
     def _send_prepare(self, st: CommState, rnd: PlanRound, only_missing: bool) -> None:
-        msg = Prepare(comm=st.comm, plan=rnd.plan, activate_at=rnd.activate_at,
-                      rules=list(rnd.rules))
-        data = encode(msg)
         for slot, reg in st.slots.items():
             if only_missing and slot in rnd.acks:
                 continue
             # At once, not after a journal sync: plan ids are unique across daemon lives, so a
             # PREPARE whose record is lost in a crash cannot be confused with a later plan (see
             # journal.py); its decision is synced before any rank hears it.
-            self._send_bytes(reg.identity, data)
+            self._send_bytes(reg.identity, rnd.frame)
 
     # ---- brain worker -----------------------------------------------------------------------
 
