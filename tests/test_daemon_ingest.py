@@ -600,10 +600,14 @@ def _agree(native: NativeIngest, data: bytes, i: int) -> str:
     return "both_accept" if nat is not None else "both_reject"
 
 
-def _packed(obj: dict[str, Any]) -> bytes:
+def _packed_msg(obj: dict[str, Any]) -> MeasurementsPacked:
     msg = Measurements.model_validate(obj)
-    return encode(MeasurementsPacked(comm=msg.comm, calls=msg.calls, dropped=msg.dropped,
-                                     stats=[PackedStat.from_stat(s) for s in msg.stats]))
+    return MeasurementsPacked(comm=msg.comm, calls=msg.calls, dropped=msg.dropped,
+                              stats=[PackedStat.from_stat(s) for s in msg.stats])
+
+
+def _packed(obj: dict[str, Any]) -> bytes:
+    return encode(_packed_msg(obj))
 
 
 def _mutate_row(rng: random.Random, data: bytes) -> bytes:
@@ -1003,6 +1007,12 @@ def test_native_refusal_of_a_valid_report_drops_it(tmp_path: Path,
         assert not st.agg and not st.agg_summary           # nor on the Python path
         assert all(not reg.cumul and reg.last_calls == 0 for reg in st.slots.values())
         assert d.stats.by_type["MEASUREMENTS"] == 0 and not d.stats.rejected
+        # The same for the packed form (which the Python side decodes through pydantic).
+        p.send(_packed_msg(report(COMM, 55, [stat(sk, 4, 40.0, 400.0, 10, 10, 1)])))
+        while d.stats.internal_errors < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert d.stats.internal_errors == 2 and st.native is None
+        assert d.stats.by_type["MEASUREMENTS_PACKED"] == 0 and not d.stats.rejected
         # With the decoder back, the next report goes through natively.
         monkeypatch.setattr(ingest, "decode", real_decode)
         p.send(Measurements.model_validate(report(COMM, 60, [stat(sk, 5, 50.0, 500.0, 10, 10,
@@ -1013,7 +1023,7 @@ def test_native_refusal_of_a_valid_report_drops_it(tmp_path: Path,
             time.sleep(0.01)
         assert st.max_calls == 60
         assert st.native is not None and st.native.info()["senders"] == 1
-        assert d.stats.internal_errors == 1
+        assert d.stats.internal_errors == 2   # the two refused above, nothing since
         p.close()
     finally:
         d.stop()

@@ -724,12 +724,7 @@ class Daemon:
                 tag = "MEASUREMENTS"
                 validate_measurements(obj)
                 if ingest is not None:
-                    # The C decoder refused what the Python one accepts. Absorbing it here would
-                    # difference it against counters the native path does not share, so drop it.
-                    self.stats.internal_errors += 1
-                    self._warn.warn("ingest-disagree", "the native decoder refused a MEASUREMENTS "
-                                    "report that the Python decoder accepts; report dropped "
-                                    "(please file a bug with the frame)")
+                    self._refused_natively("MEASUREMENTS")
                     return
                 self.stats.by_type["MEASUREMENTS"] += 1
                 self._touch(identity)
@@ -752,6 +747,9 @@ class Daemon:
                     pass
             self._error(identity, e.kind, str(e), tag, comm)
             return
+        if isinstance(msg, MeasurementsPacked) and ingest is not None:
+            self._refused_natively(msg.t)
+            return
         self.stats.by_type[msg.t] += 1
         self._touch(identity)
         try:
@@ -760,6 +758,15 @@ class Daemon:
             log.exception("internal error handling %s", msg.t)
             self._error(identity, "internal", f"daemon failed on {msg.t}: {e!r}", msg.t,
                         getattr(msg, "comm", None))
+
+    def _refused_natively(self, tag: str) -> None:
+        """The native reader refused a report the Python decoder accepts: a daemon bug. Absorbing
+        it on the Python path would difference it against counters the native path does not
+        share, so it is dropped and counted."""
+        self.stats.internal_errors += 1
+        self._warn.warn("ingest-disagree", "the native decoder refused a %s report that the "
+                        "Python decoder accepts; report dropped (please file a bug with the "
+                        "frame)", tag)
 
     def _on_batch(self, batch: list[list[bytes]]) -> None:
         """Handles a batch of received messages completely (tests; the loop interleaves)."""
@@ -824,14 +831,7 @@ class Daemon:
                 self._on_key(st, msg)
         elif isinstance(msg, Measurements):
             self._on_measurements_raw(identity, columns_of(msg.model_dump()))
-        elif isinstance(msg, MeasurementsPacked):
-            if self._ingest is not None:
-                # As for MEASUREMENTS: the native reader refused what pydantic accepts.
-                self.stats.internal_errors += 1
-                self._warn.warn("ingest-disagree", "the native decoder refused a "
-                                "MEASUREMENTS_PACKED report that the Python decoder accepts; "
-                                "report dropped (please file a bug with the frame)")
-                return
+        elif isinstance(msg, MeasurementsPacked):  # the Python path (_on_frames drops it else)
             self._on_measurements_raw(identity, columns_of_stats(msg.comm, msg.calls, msg.stats))
         elif isinstance(msg, Error):
             self.stats.errors_from_peers += 1
