@@ -29,9 +29,12 @@ def test_live_tuning_beats_the_default_where_there_is_headroom(tmp_env: Path,
 
 
 def test_live_tuning_never_loses_without_headroom(tmp_env: Path, plugin_library: Path) -> None:
-    r = run_demo("h100-1x8-nvswitch", "ddp-gpt-1.3b-bf16", steps=160, seed=3,
+    # The simulator runs steps as fast as it can and the daemon in real time, so how many steps
+    # exploration takes depends on the machine's load: the last key finishes around step 130 on
+    # an idle 2-core machine, later under load. The tail judged leaves room for that.
+    r = run_demo("h100-1x8-nvswitch", "ddp-gpt-1.3b-bf16", steps=200, seed=3,
                  out_dir=tmp_env / "d")
-    tail = slice(120, 160)
+    tail = slice(160, 200)
     ratio = r.series_us["live"][tail] / r.series_us["default"][tail]
     # Once exploration is over the job runs at least as fast as with NCCL's choices.
     assert float(np.mean(ratio)) <= 1.01
